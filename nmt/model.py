@@ -1,0 +1,260 @@
+"""Encoder-decoder Transformer (Vaswani et al. 2017) with incremental decoding for search."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nmt.attention import MultiHeadAttention
+from nmt.config import ModelConfig
+
+__all__ = ["DecoderCache", "Transformer", "sinusoidal_positions"]
+
+
+def sinusoidal_positions(max_positions: int, d_model: int) -> torch.Tensor:
+    """Return the fixed position encodings (max_positions, D) of Vaswani et al. 2017, section 3.5.
+
+    PE(pos, 2i) = sin(pos / 10000^(2i/D)) and PE(pos, 2i+1) = cos(pos / 10000^(2i/D)).
+    """
+    position = torch.arange(max_positions, dtype=torch.float32).unsqueeze(1)  # (P, 1)
+    frequency = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32)
+                          * (-math.log(10000.0) / d_model))  # (D/2,)
+    table = torch.zeros(max_positions, d_model)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency)
+    return table
+
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward network: Linear(D, F), activation, dropout, Linear(F, D)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.inner = nn.Linear(config.d_model, config.d_ff)
+        self.outer = nn.Linear(config.d_ff, config.d_model)
+        self.activation = F.gelu if config.activation == "gelu" else F.relu
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outer(self.dropout(self.activation(self.inner(x))))
+
+
+class Residual(nn.Module):
+    """A sublayer with dropout, residual connection and layer norm, before (pre-norm) or after it."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+        self.pre_norm = config.pre_norm
+
+    def forward(self, x: torch.Tensor, sublayer) -> tuple[torch.Tensor, torch.Tensor | None]:
+        inner = self.norm(x) if self.pre_norm else x
+        out, weights = sublayer(inner)
+        x = x + self.dropout(out)
+        return (x if self.pre_norm else self.norm(x)), weights
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.self_attention = MultiHeadAttention(config.d_model, config.n_heads,
+                                                 config.attention_dropout)
+        self.feed_forward = FeedForward(config)
+        self.attention_block = Residual(config)
+        self.feed_forward_block = Residual(config)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        def attend(h):
+            key, value = self.self_attention.project_key_value(h)
+            return self.self_attention(h, key, value, mask)
+
+        x, _ = self.attention_block(x, attend)
+        x, _ = self.feed_forward_block(x, lambda h: (self.feed_forward(h), None))
+        return x
+
+
+@dataclass
+class LayerCache:
+    """Keys and values of one decoder layer: self-attention grows by one step per call."""
+
+    cross_key: torch.Tensor  # (B, H, S, Dh)
+    cross_value: torch.Tensor  # (B, H, S, Dh)
+    self_key: torch.Tensor | None = None  # (B, H, t, Dh)
+    self_value: torch.Tensor | None = None  # (B, H, t, Dh)
+
+
+@dataclass
+class DecoderCache:
+    """Incremental decoding state: the source mask and the keys/values of every decoder layer."""
+
+    source_mask: torch.Tensor  # (B, 1, 1, S), True at real source tokens
+    layers: list[LayerCache] = field(default_factory=list)
+    length: int = 0  # target positions decoded so far
+
+    def select(self, indices: torch.Tensor) -> DecoderCache:
+        """Return the cache rows `indices` (B',), for beam reordering and dropping finished rows."""
+        layers = [
+            LayerCache(
+                cross_key=layer.cross_key.index_select(0, indices),
+                cross_value=layer.cross_value.index_select(0, indices),
+                self_key=None if layer.self_key is None else layer.self_key.index_select(0, indices),
+                self_value=None if layer.self_value is None
+                else layer.self_value.index_select(0, indices),
+            )
+            for layer in self.layers
+        ]
+        return DecoderCache(self.source_mask.index_select(0, indices), layers, self.length)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.self_attention = MultiHeadAttention(config.d_model, config.n_heads,
+                                                 config.attention_dropout)
+        self.cross_attention = MultiHeadAttention(config.d_model, config.n_heads,
+                                                  config.attention_dropout)
+        self.feed_forward = FeedForward(config)
+        self.self_attention_block = Residual(config)
+        self.cross_attention_block = Residual(config)
+        self.feed_forward_block = Residual(config)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        self_mask: torch.Tensor | None,
+        source_mask: torch.Tensor,
+        cache: LayerCache,
+        *,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        def attend_self(h):
+            key, value = self.self_attention.project_key_value(h)  # (B, H, T, Dh) each
+            if cache.self_key is not None:
+                key = torch.cat([cache.self_key, key], dim=2)  # (B, H, t + T, Dh)
+                value = torch.cat([cache.self_value, value], dim=2)
+            cache.self_key, cache.self_value = key, value
+            return self.self_attention(h, key, value, self_mask)
+
+        def attend_source(h):
+            return self.cross_attention(h, cache.cross_key, cache.cross_value, source_mask,
+                                        need_weights=need_weights)
+
+        x, _ = self.self_attention_block(x, attend_self)
+        x, weights = self.cross_attention_block(x, attend_source)
+        x, _ = self.feed_forward_block(x, lambda h: (self.feed_forward(h), None))
+        return x, weights
+
+
+class Transformer(nn.Module):
+    """Encoder-decoder Transformer with one joint embedding matrix.
+
+    `encode` runs the encoder, `start_cache` precomputes cross-attention keys and values,
+    `decode` runs the decoder on new target positions and grows the cache, and `logits` is the
+    output projection. Training calls `forward`, which does all of them at once.
+    """
+
+    def __init__(self, config: ModelConfig, pad_id: int) -> None:
+        super().__init__()
+        self.config = config
+        self.pad_id = pad_id
+        self.embedding = nn.Embedding(config.vocab_size, config.d_model, padding_idx=pad_id)
+        self.register_buffer("positions", sinusoidal_positions(config.max_positions,
+                                                               config.d_model), persistent=False)
+        self.embedding_dropout = nn.Dropout(config.dropout)
+        self.encoder_layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.encoder_layers))
+        self.decoder_layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.decoder_layers))
+        # Pre-norm stacks end with a layer norm; post-norm layers already end normalized.
+        self.encoder_norm = nn.LayerNorm(config.d_model) if config.pre_norm else nn.Identity()
+        self.decoder_norm = nn.LayerNorm(config.d_model) if config.pre_norm else nn.Identity()
+        self.output_projection = None
+        if not config.tie_embeddings:
+            self.output_projection = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for name, parameter in self.named_parameters():
+            if parameter.dim() > 1 and not name.startswith("embedding"):
+                nn.init.xavier_uniform_(parameter)
+            elif name.endswith("bias"):
+                nn.init.zeros_(parameter)
+        nn.init.normal_(self.embedding.weight, mean=0.0, std=self.config.d_model ** -0.5)
+        with torch.no_grad():
+            self.embedding.weight[self.pad_id].zero_()
+
+    @property
+    def output_weight(self) -> torch.Tensor:
+        """The output embedding matrix (V, D)."""
+        if self.output_projection is None:
+            return self.embedding.weight
+        return self.output_projection.weight
+
+    def embed(self, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        length = ids.size(1)
+        if offset + length > self.config.max_positions:
+            raise ValueError(f"sequence of {offset + length} tokens exceeds max_positions "
+                             f"({self.config.max_positions})")
+        x = self.embedding(ids) * math.sqrt(self.config.d_model)  # (B, L, D)
+        x = x + self.positions[offset:offset + length]
+        return self.embedding_dropout(x)
+
+    def encode(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode source ids (B, S); return the memory (B, S, D) and source mask (B, 1, 1, S)."""
+        source_mask = (source != self.pad_id)[:, None, None, :]  # (B, 1, 1, S)
+        x = self.embed(source)
+        for layer in self.encoder_layers:
+            x = layer(x, source_mask)
+        return self.encoder_norm(x), source_mask
+
+    def start_cache(self, memory: torch.Tensor, source_mask: torch.Tensor) -> DecoderCache:
+        """Precompute every decoder layer's cross-attention keys and values from `memory`."""
+        layers = []
+        for layer in self.decoder_layers:
+            key, value = layer.cross_attention.project_key_value(memory)  # (B, H, S, Dh) each
+            layers.append(LayerCache(cross_key=key, cross_value=value))
+        return DecoderCache(source_mask, layers)
+
+    def decode(
+        self,
+        target: torch.Tensor,
+        cache: DecoderCache,
+        *,
+        attention_layer: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decode target ids (B, T) that follow the `cache.length` positions already in `cache`.
+
+        Returns decoder states (B, T, D) and, when `attention_layer` is given, that layer's
+        cross-attention probabilities (B, H, T, S). The cache grows by T positions.
+        """
+        length = target.size(1)
+        self_mask = None
+        if length > 1:
+            # Position i attends to every cached position and to new positions up to i.
+            total = cache.length + length
+            self_mask = torch.ones(length, total, dtype=torch.bool, device=target.device)
+            self_mask = torch.tril(self_mask, diagonal=cache.length)  # (T, t + T)
+
+        x = self.embed(target, offset=cache.length)
+        attention = None
+        for index, (layer, layer_cache) in enumerate(zip(self.decoder_layers, cache.layers)):
+            x, weights = layer(x, self_mask, cache.source_mask, layer_cache,
+                               need_weights=index == attention_layer)
+            if weights is not None:
+                attention = weights
+        cache.length += length
+        return self.decoder_norm(x), attention
+
+    def logits(self, states: torch.Tensor) -> torch.Tensor:
+        """Project decoder states (..., D) to vocabulary logits (..., V)."""
+        return F.linear(states, self.output_weight)
+
+    def forward(self, source: torch.Tensor, target_input: torch.Tensor) -> torch.Tensor:
+        """Return decoder states (B, T, D) for teacher forcing; apply `logits` for scores."""
+        memory, source_mask = self.encode(source)
+        cache = self.start_cache(memory, source_mask)
+        states, _ = self.decode(target_input, cache)
+        return states

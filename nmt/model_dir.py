@@ -1,0 +1,74 @@
+"""Reading and writing a model directory: the unit that `Translator`, the service and releases use.
+
+A model directory holds ``model.safetensors`` (weights, fp32, fp16 or bf16), ``config.json``
+(`ModelConfig`), ``tokenizer.model`` (SentencePiece) and ``metadata.json`` (search defaults and
+provenance). Weights are read with safetensors, which never unpickles Python objects.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from nmt.config import ModelConfig
+from nmt.model import Transformer
+from nmt.tokenizer import Tokenizer
+
+__all__ = ["WEIGHTS", "CONFIG", "TOKENIZER", "METADATA", "load_model_dir", "save_model_dir"]
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+TOKENIZER = "tokenizer.model"
+METADATA = "metadata.json"
+
+
+def save_model_dir(
+    out_dir: Path,
+    model: Transformer,
+    tokenizer_path: Path,
+    metadata: dict[str, Any],
+    *,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """Write `model` with its tokenizer and metadata to `out_dir`, weights cast to `dtype`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().to("cpu", dtype).contiguous()
+             for name, tensor in model.state_dict().items()}
+    if model.config.tie_embeddings:
+        state.pop("output_projection.weight", None)
+    save_file(state, str(out_dir / WEIGHTS), metadata={"format": "pt"})
+    model.config.save(out_dir / CONFIG)
+    if Path(tokenizer_path).resolve() != (out_dir / TOKENIZER).resolve():
+        shutil.copyfile(tokenizer_path, out_dir / TOKENIZER)
+    (out_dir / METADATA).write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n",
+                                    encoding="utf-8")
+    return out_dir
+
+
+def load_model_dir(model_dir: Path, device: str = "cpu"
+                   ) -> tuple[Transformer, Tokenizer, dict[str, Any]]:
+    """Load the model (in fp32, eval mode), tokenizer and metadata of a model directory."""
+    model_dir = Path(model_dir)
+    missing = [name for name in (WEIGHTS, CONFIG, TOKENIZER) if not (model_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"model directory {model_dir} is missing {', '.join(missing)}")
+
+    config = ModelConfig.load(model_dir / CONFIG)
+    tokenizer = Tokenizer.from_file(model_dir / TOKENIZER)
+    if tokenizer.vocab_size != config.vocab_size:
+        raise ValueError(f"tokenizer has {tokenizer.vocab_size} pieces but the model expects "
+                         f"{config.vocab_size}")
+    metadata = {}
+    if (model_dir / METADATA).is_file():
+        metadata = json.loads((model_dir / METADATA).read_text(encoding="utf-8"))
+
+    model = Transformer(config, pad_id=tokenizer.pad_id)
+    state = {name: tensor.float() for name, tensor in load_file(str(model_dir / WEIGHTS)).items()}
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval(), tokenizer, metadata

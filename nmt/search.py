@@ -1,0 +1,186 @@
+"""Greedy and beam search over a `Transformer`, batched, with incremental decoding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nmt.model import Transformer
+
+__all__ = ["Hypothesis", "beam_search", "greedy_search", "length_penalty", "max_output_lengths"]
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One output: token ids without bos and eos, its score and its summed log-probability."""
+
+    tokens: list[int]
+    score: float
+    log_prob: float
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """GNMT length penalty ((5 + length) / 6) ** alpha (Wu et al. 2016, section 7)."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def max_output_lengths(source_lengths: torch.Tensor, ratio: float, extra: int,
+                       max_positions: int, cap: int | None = None) -> torch.Tensor:
+    """Return each sentence's maximum output length in tokens: ratio · source length + extra.
+
+    The result never exceeds `cap` nor `max_positions - 1`, because position 0 holds the bos token.
+    """
+    limit = (source_lengths.float() * ratio).long() + extra
+    upper = max_positions - 1 if cap is None else min(cap, max_positions - 1)
+    return limit.clamp(min=1, max=upper)
+
+
+def _ban_repeated_ngrams(prefixes: torch.Tensor, log_probs: torch.Tensor, size: int) -> None:
+    """Set to -inf, in place, each token that would repeat an n-gram of `size` already in a prefix.
+
+    prefixes: (N, L) token ids so far; log_probs: (N, V) scores of the next token.
+    """
+    if size <= 0 or prefixes.size(1) < size:
+        return
+    for row, tokens in enumerate(prefixes.tolist()):
+        context = tuple(tokens[len(tokens) - size + 1:])
+        banned = [tokens[i + size - 1] for i in range(len(tokens) - size + 1)
+                  if tuple(tokens[i:i + size - 1]) == context]
+        if banned:
+            log_probs[row, banned] = float("-inf")
+
+
+@torch.inference_mode()
+def greedy_search(
+    model: Transformer,
+    source: torch.Tensor,
+    *,
+    bos_id: int,
+    eos_id: int,
+    max_length_ratio: float = 1.5,
+    max_length_extra: int = 10,
+    alpha: float = 1.0,
+    no_repeat_ngram_size: int = 0,
+    max_length: int | None = None,
+) -> list[Hypothesis]:
+    """Translate source ids (B, S) by taking the most probable token at each step."""
+    batch = source.size(0)
+    memory, source_mask = model.encode(source)
+    cache = model.start_cache(memory, source_mask)
+    max_lengths = max_output_lengths(source_mask.view(batch, -1).sum(-1), max_length_ratio,
+                                     max_length_extra, model.config.max_positions, max_length)
+
+    tokens = torch.full((batch, 1), bos_id, dtype=torch.long, device=source.device)  # (B, 1)
+    log_prob = torch.zeros(batch, device=source.device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=source.device)
+    for step in range(int(max_lengths.max())):
+        states, _ = model.decode(tokens[:, -1:], cache)
+        step_scores = torch.log_softmax(model.logits(states[:, -1]).float(), dim=-1)  # (B, V)
+        _ban_repeated_ngrams(tokens[:, 1:], step_scores, no_repeat_ngram_size)
+        at_limit = max_lengths <= step + 1
+        step_scores[at_limit] = float("-inf")
+        step_scores[at_limit, eos_id] = 0.0
+
+        best_score, best = step_scores.max(dim=-1)  # (B,)
+        best = best.masked_fill(finished, eos_id)
+        log_prob += best_score.masked_fill(finished, 0.0)
+        tokens = torch.cat([tokens, best[:, None]], dim=1)  # (B, step + 2)
+        finished |= best == eos_id
+        if finished.all():
+            break
+
+    hypotheses = []
+    for row, score in zip(tokens[:, 1:].tolist(), log_prob.tolist()):
+        output = row[:row.index(eos_id)] if eos_id in row else row
+        penalty = length_penalty(len(output) + 1, alpha)
+        hypotheses.append(Hypothesis(output, score / penalty, score))
+    return hypotheses
+
+
+@torch.inference_mode()
+def beam_search(
+    model: Transformer,
+    source: torch.Tensor,
+    *,
+    bos_id: int,
+    eos_id: int,
+    beam_size: int = 4,
+    n_best: int = 1,
+    alpha: float = 1.0,
+    max_length_ratio: float = 1.5,
+    max_length_extra: int = 10,
+    no_repeat_ngram_size: int = 0,
+    max_length: int | None = None,
+) -> list[list[Hypothesis]]:
+    """Translate source ids (B, S) with beam search; return the `n_best` best hypotheses of each.
+
+    All B × K beams are one tensor of rows; row b·K + k is beam k of sentence b. A sentence is
+    finished once `beam_size` hypotheses have ended in eos, or at its maximum output length, and its
+    rows then leave the batch. Scores are log-probabilities divided by the GNMT length penalty.
+    """
+    if not 1 <= n_best <= beam_size:
+        raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), not {n_best}")
+    batch, beam = source.size(0), beam_size
+    device = source.device
+
+    memory, source_mask = model.encode(source)
+    max_lengths = max_output_lengths(source_mask.view(batch, -1).sum(-1), max_length_ratio,
+                                     max_length_extra, model.config.max_positions, max_length)
+    rows = torch.arange(batch, device=device).repeat_interleave(beam)  # (B·K,)
+    cache = model.start_cache(memory, source_mask).select(rows)
+
+    tokens = torch.full((batch * beam, 1), bos_id, dtype=torch.long, device=device)  # (B·K, 1)
+    beam_scores = torch.zeros(batch, beam, device=device)
+    beam_scores[:, 1:] = float("-inf")  # every beam starts identical: keep only the first
+    sentence_ids = torch.arange(batch, device=device)  # original index of each sentence still live
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+
+    for step in range(int(max_lengths.max())):
+        live = sentence_ids.numel()
+        states, _ = model.decode(tokens[:, -1:], cache)
+        step_scores = torch.log_softmax(model.logits(states[:, -1]).float(), dim=-1)  # (b·K, V)
+        vocab = step_scores.size(-1)
+        _ban_repeated_ngrams(tokens[:, 1:], step_scores, no_repeat_ngram_size)
+        at_limit = (max_lengths[sentence_ids] <= step + 1).repeat_interleave(beam)  # (b·K,)
+        step_scores[at_limit] = float("-inf")
+        step_scores[at_limit, eos_id] = 0.0
+
+        total = (beam_scores.view(-1, 1) + step_scores).view(live, beam * vocab)  # (b, K·V)
+        candidate_scores, candidates = total.topk(2 * beam, dim=1)  # (b, 2K), best first
+        origin = candidates // vocab  # beam each candidate extends (b, 2K)
+        token = candidates % vocab
+        is_eos = (token == eos_id) & (candidate_scores > float("-inf"))
+
+        # Candidates ending in eos among the top K become finished hypotheses.
+        for sentence, rank in is_eos[:, :beam].nonzero().tolist():
+            source_row = sentence * beam + int(origin[sentence, rank])
+            output = tokens[source_row, 1:].tolist()
+            log_prob = float(candidate_scores[sentence, rank])
+            score = log_prob / length_penalty(len(output) + 1, alpha)
+            finished[int(sentence_ids[sentence])].append(Hypothesis(output, score, log_prob))
+
+        # The K best candidates that do not end in eos continue; at most K of 2K end in eos.
+        order = (torch.arange(2 * beam, device=device) + is_eos * 2 * beam).argsort(dim=1)[:, :beam]
+        next_scores = candidate_scores.gather(1, order)  # (b, K)
+        next_origin = origin.gather(1, order)
+        next_token = token.gather(1, order)
+        parent_rows = (torch.arange(live, device=device)[:, None] * beam + next_origin).view(-1)
+
+        done = torch.tensor([len(finished[int(i)]) >= beam for i in sentence_ids.tolist()],
+                            dtype=torch.bool, device=device)
+        keep = (~done).nonzero().view(-1)  # (b',) sentences still searching
+        if keep.numel() == 0:
+            break
+        keep_rows = (keep[:, None] * beam + torch.arange(beam, device=device)).view(-1)
+        parent_rows = parent_rows[keep_rows]
+        tokens = torch.cat([tokens[parent_rows], next_token.view(-1, 1)[keep_rows]], dim=1)
+        beam_scores = next_scores[keep]
+        cache = cache.select(parent_rows)
+        sentence_ids = sentence_ids[keep]
+
+    results = []
+    for hypotheses in finished:
+        hypotheses.sort(key=lambda h: h.score, reverse=True)
+        results.append(hypotheses[:n_best])
+    return results

@@ -1,0 +1,1 @@
+"""Training pipeline: data, tokenizer training, the training loop and evaluation."""
