@@ -1,4 +1,4 @@
-"""Parallel Hindi-English training data: loading, source weighting and cleaning.
+"""Parallel Hindi-English training data: loading and source weighting.
 
 Every source form is read into a `datasets.Dataset` with exactly two string columns, ``hi`` and
 ``en``, so everything after loading has one code path. The forms `load_parallel` accepts:
@@ -11,11 +11,10 @@ Every source form is read into a `datasets.Dataset` with exactly two string colu
   ``hi``/``en`` header row that may give the columns in either order;
 - a ``.jsonl`` file of objects with ``hi`` and ``en`` keys or with a ``translation`` dict.
 
-Local line files are split on "\\n" only (a trailing "\\r" is dropped). `str.splitlines` would also
-split on U+0085 and U+2028, and U+0085 occurs inside real Hindi segments, so every later line would
-shift out of alignment.
+Local files are split into lines by `training.evaluate.read_lines`, which breaks only on "\\n".
 
-Source weights are applied after cleaning (see `prepare_training_data`): deduplication would
+Cleaning lives in `training.cleaning`, and its public names are re-exported here.
+`prepare_training_data` applies source weights after cleaning, because deduplication would
 otherwise remove the repeats that upsampling adds.
 """
 
@@ -25,15 +24,13 @@ import json
 import logging
 import math
 import random
-import time
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
-import pyarrow as pa
 
-from nmt.normalize import normalize_hindi, normalize_text
+from training.cleaning import CleaningConfig, CleaningReport, clean_pairs, load_eval_texts
+from training.evaluate import read_lines
 
 __all__ = [
     "HUB_DATASETS",
@@ -94,6 +91,9 @@ def load_parallel(source: str, *, split: str = "train") -> datasets.Dataset:
 
 
 def _load_hub(name: str, split: str) -> datasets.Dataset:
+    # NOTE: never run in tests, because it needs network access. It expects rows shaped
+    # {"translation": {"en": ..., "hi": ...}} and data files that datasets >= 4 can load without
+    # a loading script.
     dataset = datasets.load_dataset(name, split=split)
 
     def unpack(batch: dict[str, list]) -> dict[str, list[str]]:
@@ -105,16 +105,8 @@ def _load_hub(name: str, split: str) -> datasets.Dataset:
     return dataset.cast(PAIR_FEATURES)
 
 
-def _read_lines(path: Path) -> list[str]:
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the newline that ends the last line starts no new line
-    return [line.removesuffix("\r") for line in lines]
-
-
 def _read_aligned_pair(hi_path: Path, en_path: Path) -> tuple[list[str], list[str]]:
-    hi, en = _read_lines(hi_path), _read_lines(en_path)
+    hi, en = read_lines(hi_path), read_lines(en_path)
     if len(hi) != len(en):
         raise ValueError(
             f"aligned files differ in line count: {hi_path} has {len(hi)} lines, "
@@ -124,7 +116,7 @@ def _read_aligned_pair(hi_path: Path, en_path: Path) -> tuple[list[str], list[st
 
 
 def _read_tsv(path: Path) -> tuple[list[str], list[str]]:
-    rows = [line.split("\t") for line in _read_lines(path)]
+    rows = [line.split("\t") for line in read_lines(path)]
     hi_column, en_column = 0, 1
     if rows and [cell.strip().lower() for cell in rows[0]] in (["hi", "en"], ["en", "hi"]):
         header = [cell.strip().lower() for cell in rows.pop(0)]
@@ -144,7 +136,7 @@ def _read_tsv(path: Path) -> tuple[list[str], list[str]]:
 
 def _read_jsonl(path: Path) -> tuple[list[str], list[str]]:
     hi, en = [], []
-    for number, line in enumerate(_read_lines(path), start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
         try:
@@ -153,7 +145,9 @@ def _read_jsonl(path: Path) -> tuple[list[str], list[str]]:
             raise ValueError(f"{path}:{number}: invalid JSON: {error}") from error
         pair = record.get("translation", record) if isinstance(record, dict) else None
         if not (
-            isinstance(pair, dict) and isinstance(pair.get("hi"), str) and isinstance(pair.get("en"), str)
+            isinstance(pair, dict)
+            and isinstance(pair.get("hi"), str)
+            and isinstance(pair.get("en"), str)
         ):
             raise ValueError(
                 f"{path}:{number}: expected an object with string 'hi' and 'en' keys "
@@ -183,7 +177,9 @@ class SourceSpec:
         if not self.name:
             raise ValueError("source name must not be empty")
         if not (math.isfinite(self.weight) and self.weight > 0):
-            raise ValueError(f"source {self.name!r}: weight must be a positive number, got {self.weight}")
+            raise ValueError(
+                f"source {self.name!r}: weight must be a positive number, got {self.weight}"
+            )
 
 
 def _resolve_source(data_dir: Path, name: str) -> str:
@@ -233,13 +229,13 @@ def apply_source_weights(
         rng = random.Random(f"{seed}:{spec.name}")
         picked = _weighted_indices(len(rows), spec.weight, rng)
         selected.extend(rows[i] for i in picked)
-        logger.info("source %s: %d pairs, weight %g -> %d", spec.name, len(rows), spec.weight, len(picked))
+        logger.info(
+            "source %s: %d pairs, weight %g -> %d", spec.name, len(rows), spec.weight, len(picked)
+        )
     return dataset.select(selected)
 
 
-def load_sources(
-    data_dir: Path, sources: list[SourceSpec], *, seed: int = 0
-) -> datasets.Dataset:
+def load_sources(data_dir: Path, sources: list[SourceSpec], *, seed: int = 0) -> datasets.Dataset:
     """Load, weight and concatenate `sources`, adding a ``source`` column with each pair's source.
 
     Cleaning the result with `clean_pairs` and ``dedupe=True`` would remove the repeats that a
@@ -248,162 +244,7 @@ def load_sources(
     return apply_source_weights(_load_unweighted(data_dir, sources), sources, seed=seed)
 
 
-# --- cleaning ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CleaningConfig:
-    """Filters applied to training pairs by `clean_pairs`.
-
-    Lengths are in characters after normalization and count each side separately. A pair is a
-    length-ratio outlier when its longer side exceeds ``max_length_ratio * shorter + ratio_allowance``
-    characters. The allowance keeps short pairs such as "हाँ।" / "Yes, sir." from being dropped.
-    """
-
-    min_chars: int = 1
-    max_chars: int = 400
-    max_length_ratio: float = 3.0
-    ratio_allowance: int = 10
-    dedupe: bool = True
-    normalize: bool = True
-
-    def __post_init__(self) -> None:
-        if self.min_chars < 1 or self.max_chars < self.min_chars:
-            raise ValueError(
-                f"need 1 <= min_chars <= max_chars, got min_chars={self.min_chars}, "
-                f"max_chars={self.max_chars}"
-            )
-        if self.max_length_ratio < 1 or self.ratio_allowance < 0:
-            raise ValueError(
-                f"need max_length_ratio >= 1 and ratio_allowance >= 0, got "
-                f"{self.max_length_ratio} and {self.ratio_allowance}"
-            )
-
-
-@dataclass(frozen=True)
-class CleaningReport:
-    """Pair counts of one `clean_pairs` run: the input, the output and each drop reason.
-
-    Each dropped pair is counted once, under the first reason in field order that applies.
-    """
-
-    total: int
-    kept: int
-    empty: int = 0
-    too_short: int = 0
-    too_long: int = 0
-    length_ratio: int = 0
-    eval_overlap: int = 0
-    duplicate: int = 0
-
-    @property
-    def dropped(self) -> int:
-        return self.total - self.kept
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-    def format(self) -> str:
-        """Format the counts as one line for logs, e.g. ``kept 950/1000 (empty 3, duplicate 47)``."""
-        reasons = [f.name for f in fields(self) if f.name not in ("total", "kept")]
-        details = ", ".join(f"{name} {getattr(self, name)}" for name in reasons if getattr(self, name))
-        return f"kept {self.kept}/{self.total}" + (f" ({details})" if details else "")
-
-
-def _fold_whitespace(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _drop_reason(hi: str, en: str, config: CleaningConfig, exclude: Iterable[str]) -> str | None:
-    shorter, longer = sorted((len(hi), len(en)))
-    if shorter == 0:
-        return "empty"
-    if shorter < config.min_chars:
-        return "too_short"
-    if longer > config.max_chars:
-        return "too_long"
-    if longer > config.max_length_ratio * shorter + config.ratio_allowance:
-        return "length_ratio"
-    if hi in exclude or en in exclude:
-        return "eval_overlap"
-    return None
-
-
-def clean_pairs(
-    ds: datasets.Dataset,
-    config: CleaningConfig,
-    *,
-    exclude: set[str] | frozenset[str] = frozenset(),
-) -> tuple[datasets.Dataset, CleaningReport]:
-    """Normalize both sides of every pair and drop the pairs that fail `config`.
-
-    With ``config.normalize`` the Hindi side goes through `normalize_hindi` and the English side
-    through `normalize_text`; otherwise only whitespace runs fold to one space and the ends are
-    stripped. Pairs whose Hindi or English side, normalized the same way, is in `exclude` are
-    dropped, so `exclude` should come from `load_eval_texts` with the same `normalize` setting.
-    Duplicates are exact (hi, en) matches after normalization, and the first occurrence stays.
-    Other columns (such as ``source``) are kept unchanged.
-    """
-    started = time.perf_counter()
-    # Both normalizers also fold whitespace, so one call per side covers both steps.
-    normalize_hi = normalize_hindi if config.normalize else _fold_whitespace
-    normalize_en = normalize_text if config.normalize else _fold_whitespace
-
-    missing = {"hi", "en"} - set(ds.column_names)
-    if missing:
-        raise ValueError(f"dataset lacks the column(s) {sorted(missing)}: got {ds.column_names}")
-
-    # Plain Python over Arrow columns: iterating `ds["hi"]` row by row is about 20x slower.
-    table = ds.with_format("arrow")[:]  # applies any index mapping left by `select`
-    counts = dict.fromkeys(("empty", "too_short", "too_long", "length_ratio", "eval_overlap", "duplicate"), 0)
-    seen: set[tuple[str, str]] = set()
-    keep: list[int] = []
-    hi_kept: list[str] = []
-    en_kept: list[str] = []
-    rows = zip(table.column("hi").to_pylist(), table.column("en").to_pylist())
-    for row, (raw_hi, raw_en) in enumerate(rows):
-        hi, en = normalize_hi(raw_hi), normalize_en(raw_en)
-        reason = _drop_reason(hi, en, config, exclude)
-        if reason is None and config.dedupe:
-            if (hi, en) in seen:
-                reason = "duplicate"
-            seen.add((hi, en))
-        if reason is not None:
-            counts[reason] += 1
-            continue
-        keep.append(row)
-        hi_kept.append(hi)
-        en_kept.append(en)
-
-    kept_rows = pa.array(keep, type=pa.int64())
-    columns = {
-        name: table.column(name).take(kept_rows).to_pylist() for name in ds.column_names
-    }
-    columns["hi"], columns["en"] = hi_kept, en_kept
-    cleaned = datasets.Dataset.from_dict(columns, features=ds.features)
-
-    report = CleaningReport(total=len(ds), kept=len(keep), **counts)
-    logger.info("cleaned pairs in %.1f s: %s", time.perf_counter() - started, report.format())
-    return cleaned, report
-
-
-def load_eval_texts(paths: list[Path], *, normalize: bool = True) -> set[str]:
-    """Read evaluation line files into one set of normalized segments, for ``exclude``.
-
-    Files ending in ``.hi`` go through `normalize_hindi`, all others through `normalize_text`
-    (or, with ``normalize=False``, only whitespace folding), matching `clean_pairs`. Empty lines
-    are skipped.
-    """
-    texts: set[str] = set()
-    for path in paths:
-        path = Path(path)
-        if normalize:
-            normalize_line = normalize_hindi if path.suffix == ".hi" else normalize_text
-        else:
-            normalize_line = _fold_whitespace
-        texts.update(normalize_line(line) for line in _read_lines(path))
-    texts.discard("")
-    return texts
+# --- training set ------------------------------------------------------------------------------
 
 
 def prepare_training_data(
@@ -416,8 +257,9 @@ def prepare_training_data(
 ) -> tuple[datasets.Dataset, CleaningReport]:
     """Load `sources`, clean them together, then apply the source weights.
 
-    Cleaning comes first so that deduplication sees each pair once and a duplicate across two
-    sources stays only in the earlier source in `sources`. The report counts unweighted pairs.
+    Cleaning runs before weighting, so deduplication removes only real duplicates and not the
+    repeats that a weight above 1 adds. A pair found in two sources stays in the one listed first.
+    The report counts unweighted pairs.
     """
     dataset = _load_unweighted(data_dir, sources)
     cleaned, report = clean_pairs(dataset, config, exclude=exclude)

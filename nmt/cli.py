@@ -1,0 +1,179 @@
+"""The ``nmt`` command: train a tokenizer and a model, translate, evaluate and serve."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+logger = logging.getLogger("nmt")
+
+# The released model, used when --model is not given.
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "hi-en"
+
+
+def default_model_dir() -> Path:
+    """Return the model directory from NMT_MODEL_DIR, else the released model."""
+    return Path(os.environ.get("NMT_MODEL_DIR", DEFAULT_MODEL))
+
+
+def _train_tokenizer(args: argparse.Namespace) -> int:
+    from training.data import SourceSpec, prepare_training_data
+    from training.cleaning import CleaningConfig, load_eval_texts
+    from training.tokenizer_training import train_tokenizer
+
+    data_dir = Path(args.data_dir)
+    exclude_files = [data_dir / f"{name}.{side}" for name in args.exclude for side in ("hi", "en")]
+    exclude = load_eval_texts([p for p in exclude_files if p.is_file()])
+    dataset, report = prepare_training_data(data_dir, [SourceSpec(s) for s in args.sources],
+                                            CleaningConfig(), exclude=exclude)
+    logger.info("cleaning: %s", report)
+    out = Path(args.out) / "tokenizer.model"
+    train_tokenizer(list(dataset["hi"]) + list(dataset["en"]), out, vocab_size=args.vocab_size,
+                    model_type=args.model_type)
+    print(out)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.config import load_config
+    from training.trainer import train
+
+    overrides = {"out_dir": args.out_dir} if args.out_dir else {}
+    config = load_config(Path(args.config), overrides)
+    model_dir = train(config, Path(args.data_dir))
+    print(model_dir)
+    return 0
+
+
+def _translate(args: argparse.Namespace) -> int:
+    from nmt.pipeline import translate_lines
+    from nmt.translator import Translator
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    translator = Translator.load(args.model)
+    lines = [line.rstrip("\n") for line in sys.stdin]
+    for start in range(0, len(lines), args.batch_lines):
+        chunk = lines[start:start + args.batch_lines]
+        for output in translate_lines(translator, chunk, beam_size=args.beam_size):
+            print(output, flush=False)
+    sys.stdout.flush()
+    return 0
+
+
+def _average(args: argparse.Namespace) -> int:
+    import torch
+
+    from nmt.model import Transformer
+    from nmt.model_dir import load_model_dir, save_model_dir
+    from training.checkpoints import average_checkpoints, list_checkpoints
+
+    run_dir = Path(args.run_dir)
+    model, tokenizer, metadata = load_model_dir(run_dir / "model")
+    paths = list_checkpoints(run_dir / "checkpoints")[-args.last:]
+    averaged = Transformer(model.config, pad_id=tokenizer.pad_id)
+    averaged.load_state_dict(average_checkpoints(paths))
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    metadata = {**metadata, "weights": f"average of {len(paths)} checkpoints"}
+    save_model_dir(Path(args.out), averaged, run_dir / "model" / "tokenizer.model", metadata,
+                   dtype=dtype)
+    print(args.out)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import torch
+
+    from nmt.model_dir import load_model_dir, save_model_dir
+
+    model, tokenizer, metadata = load_model_dir(Path(args.model))
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    save_model_dir(Path(args.out), model, Path(args.model) / "tokenizer.model", metadata,
+                   dtype=dtype)
+    print(args.out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nmt", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    tok = commands.add_parser("train-tokenizer", help="train the joint SentencePiece model")
+    tok.add_argument("--data-dir", required=True, help="folder the source names are relative to")
+    tok.add_argument("--sources", nargs="+", required=True,
+                     help="training sources, e.g. train/iitb-sample (NAME.hi + NAME.en), a .tsv, "
+                          "a .jsonl or the hub id cfilt/iitb-english-hindi")
+    tok.add_argument("--exclude", nargs="*", default=["eval/iitb-dev", "eval/iitb-test",
+                                                     "eval/flores-devtest"],
+                     help="evaluation sets whose sentences are left out")
+    tok.add_argument("--vocab-size", type=int, default=8000, help="pieces (default: 8000)")
+    tok.add_argument("--model-type", default="unigram", choices=["unigram", "bpe"])
+    tok.add_argument("--out", required=True, help="output folder for tokenizer.model")
+    tok.set_defaults(run=_train_tokenizer)
+
+    trn = commands.add_parser("train", help="train a model; resumes when the run has checkpoints")
+    trn.add_argument("--config", required=True, help="experiment YAML file")
+    trn.add_argument("--data-dir", required=True, help="folder the config's sources are relative to")
+    trn.add_argument("--out-dir", help="parent folder of the run folder (default: the config's)")
+    trn.set_defaults(run=_train)
+
+    tra = commands.add_parser("translate", help="translate Hindi lines on stdin to English on stdout")
+    tra.add_argument("--model", type=Path, default=default_model_dir(),
+                     help="model directory (default: the released model)")
+    tra.add_argument("--beam-size", type=int, default=None,
+                     help="beam size (default: the model's, 4 for the released model)")
+    tra.add_argument("--threads", type=int, default=None, help="torch threads")
+    tra.add_argument("--batch-lines", type=int, default=256, help="lines translated per batch")
+    tra.set_defaults(run=_translate)
+
+    from training.evaluate import add_evaluate_arguments, run_evaluate
+
+    ev = commands.add_parser("evaluate", help="BLEU, chrF2 and chrF++ with sacrebleu signatures")
+    add_evaluate_arguments(ev)
+    ev.set_defaults(run=run_evaluate)
+
+    avg = commands.add_parser("average", help="average a run's last checkpoints into a model dir")
+    avg.add_argument("--run-dir", required=True, help="run folder with checkpoints/ and model/")
+    avg.add_argument("--last", type=int, default=5, help="checkpoints to average (default: 5)")
+    avg.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
+    avg.add_argument("--out", required=True, help="output model directory")
+    avg.set_defaults(run=_average)
+
+    exp = commands.add_parser("export", help="copy a model directory with weights in another dtype")
+    exp.add_argument("--model", required=True, help="model directory")
+    exp.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp16")
+    exp.add_argument("--out", required=True, help="output model directory")
+    exp.set_defaults(run=_export)
+
+    try:
+        from service.cli import add_serve_arguments, run_serve
+    except ImportError:  # the service's dependencies are part of the package; this is a dev tree
+        pass
+    else:
+        srv = commands.add_parser("serve", help="run the HTTP service")
+        add_serve_arguments(srv)
+        srv.set_defaults(run=run_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"nmt {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

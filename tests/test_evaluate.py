@@ -1,0 +1,352 @@
+"""Tests for training.evaluate: scores against the sacrebleu CLI, translation sources, CLI glue."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from training.evaluate import (
+    TranslationError,
+    add_evaluate_arguments,
+    read_lines,
+    run_evaluate,
+    score_corpus,
+    translate_with_model,
+    translate_with_service,
+)
+
+
+@pytest.fixture
+def hyp_ref(fixtures_dir: Path) -> tuple[Path, Path]:
+    return fixtures_dir / "iitb-dev-20.hyp.en", fixtures_dir / "iitb-dev-20.ref.en"
+
+
+def sacrebleu_cli(ref: Path, hyp: Path, *options: str) -> list[dict]:
+    """Run the sacrebleu command line in JSON mode; return one record per metric."""
+    command = [sys.executable, "-m", "sacrebleu", str(ref), "-i", str(hyp), "-f", "json", "-w", "6"]
+    completed = subprocess.run([*command, *options], capture_output=True, text=True, check=True)
+    records = json.loads(completed.stdout)
+    return records if isinstance(records, list) else [records]
+
+
+def parse_evaluate_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="nmt evaluate")
+    add_evaluate_arguments(parser)
+    return parser.parse_args(argv)
+
+
+# --- scoring -----------------------------------------------------------------------------------
+
+
+def test_scores_match_sacrebleu_cli(hyp_ref):
+    hyp, ref = hyp_ref
+    bleu, chrf2 = sacrebleu_cli(ref, hyp, "-m", "bleu", "chrf")
+    (chrfpp,) = sacrebleu_cli(ref, hyp, "-m", "chrf", "--chrf-word-order", "2")
+
+    scores = score_corpus(read_lines(hyp), read_lines(ref))
+
+    assert scores.segments == 20
+    assert scores.bleu == pytest.approx(bleu["score"], abs=1e-6)
+    assert scores.chrf2 == pytest.approx(chrf2["score"], abs=1e-6)
+    assert scores.chrfpp == pytest.approx(chrfpp["score"], abs=1e-6)
+    assert scores.bleu_signature == bleu["signature"]
+    assert scores.chrf2_signature == chrf2["signature"]
+    assert scores.chrfpp_signature == chrfpp["signature"]
+    assert "nw:2" in scores.chrfpp_signature
+
+
+def test_format_lists_scores_with_signatures(hyp_ref):
+    scores = score_corpus(read_lines(hyp_ref[0]), read_lines(hyp_ref[1]))
+
+    lines = scores.format().splitlines()
+
+    assert len(lines) == 3
+    assert lines[0] == f"BLEU    = {scores.bleu:5.2f}  {scores.bleu_signature}"
+    assert lines[1].startswith("chrF2   = ")
+    assert lines[2].startswith("chrF2++ = ")
+    assert lines[2].endswith(scores.chrfpp_signature)
+
+
+def test_identical_text_scores_100():
+    scores = score_corpus(["The fort was built of clay."], ["The fort was built of clay."])
+
+    assert scores.bleu == pytest.approx(100.0)
+    assert scores.chrf2 == pytest.approx(100.0)
+    assert scores.chrfpp == pytest.approx(100.0)
+
+
+def test_mismatched_counts_rejected():
+    with pytest.raises(ValueError, match="3 hypotheses but 2 references"):
+        score_corpus(["a", "b", "c"], ["a", "b"])
+
+
+def test_empty_corpus_rejected():
+    with pytest.raises(ValueError, match="nothing to score"):
+        score_corpus([], [])
+
+
+def test_read_lines_keeps_empty_lines(tmp_path):
+    path = tmp_path / "lines.txt"
+    path.write_bytes("one\n\nthree\x85still three\r\nfour\n".encode())
+
+    assert read_lines(path) == ["one", "", "three\x85still three", "four"]
+
+
+@pytest.mark.parametrize(
+    "content, lines",
+    [
+        ("", []),
+        ("\n", [""]),
+        ("last", ["last"]),
+        ("a\nb", ["a", "b"]),
+        ("  padded  \n", ["  padded  "]),
+    ],
+)
+def test_read_lines_edges(tmp_path, content, lines):
+    path = tmp_path / "lines.txt"
+    path.write_text(content, encoding="utf-8")
+
+    assert read_lines(path) == lines
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def test_evaluate_hyp_prints_scores(hyp_ref, capsys):
+    hyp, ref = hyp_ref
+    args = parse_evaluate_args(["--hyp", str(hyp), "--ref", str(ref)])
+
+    status = run_evaluate(args)
+
+    output = capsys.readouterr().out
+    assert status == 0
+    assert output.startswith("BLEU    = ")
+    assert "tok:13a" in output
+    assert "nw:2" in output
+
+
+def test_evaluate_json_output(hyp_ref, capsys):
+    hyp, ref = hyp_ref
+    expected = score_corpus(read_lines(hyp), read_lines(ref))
+
+    status = run_evaluate(parse_evaluate_args(["--hyp", str(hyp), "--ref", str(ref), "--json"]))
+
+    printed = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert printed == expected.to_dict()
+
+
+def test_evaluate_mismatch_exits_2(tmp_path, hyp_ref, capsys):
+    short = tmp_path / "short.en"
+    short.write_text("".join(f"{line}\n" for line in read_lines(hyp_ref[0])[:19]), encoding="utf-8")
+
+    status = run_evaluate(parse_evaluate_args(["--hyp", str(short), "--ref", str(hyp_ref[1])]))
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == ""
+    assert "19 hypotheses but 20 references" in captured.err
+
+
+def test_evaluate_missing_file_exits_2(tmp_path, hyp_ref, capsys):
+    missing = tmp_path / "missing.en"
+
+    status = run_evaluate(parse_evaluate_args(["--hyp", str(missing), "--ref", str(hyp_ref[1])]))
+
+    assert status == 2
+    assert f"file not found: {missing}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--hyp", "h.en", "--src", "s.hi"], "--src applies only with --model or --service"),
+        (["--hyp", "h.en", "--beam-size", "5"], "--beam-size applies only with --model"),
+        (["--service", "http://127.0.0.1:9", "--src", "s.hi", "--beam-size", "5"], "--beam-size"),
+        (["--model", "models/x"], "--model needs --src"),
+        (
+            ["--model", "models/x", "--src", "s.hi", "--beam-size", "0"],
+            "--beam-size must be positive",
+        ),
+        (["--service", "ftp://127.0.0.1/", "--src", "SRC"], "http:// or https://"),
+    ],
+)
+def test_evaluate_invalid_options_exit_2(extra, message, hyp_ref, fixtures_dir, capsys):
+    extra = [str(fixtures_dir / "iitb-dev-50.hi") if item == "SRC" else item for item in extra]
+    args = parse_evaluate_args([*extra, "--ref", str(hyp_ref[1])])
+
+    status = run_evaluate(args)
+
+    assert status == 2
+    assert message in capsys.readouterr().err
+
+
+def test_evaluate_requires_one_system(hyp_ref):
+    with pytest.raises(SystemExit):
+        parse_evaluate_args(["--ref", str(hyp_ref[1])])
+    with pytest.raises(SystemExit):
+        parse_evaluate_args(["--hyp", "a", "--model", "b", "--ref", str(hyp_ref[1])])
+
+
+# --- translation service on loopback -----------------------------------------------------------
+
+
+class FakeService:
+    """A loopback HTTP server that translates by table lookup and records each request."""
+
+    def __init__(self, table: dict[str, str]) -> None:
+        self.table = table
+        self.requests: list[list[str]] = []
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                service.requests.append(body["texts"])
+                if self.path != "/translate" or "FAIL" in body["texts"]:
+                    self._send(500, {"detail": "model exploded"})
+                    return
+                translations = [service.table.get(text, text.upper()) for text in body["texts"]]
+                self._send(200, {"translations": translations})
+
+            def _send(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode("utf-8")
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args) -> None:  # keep pytest output clean
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        # A short poll interval makes shutdown() return quickly at the end of each test.
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+
+    def __enter__(self) -> FakeService:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def dev_service(fixtures_dir, hyp_ref):
+    sources = read_lines(fixtures_dir / "iitb-dev-50.hi")[:20]
+    with FakeService(dict(zip(sources, read_lines(hyp_ref[0]), strict=True))) as service:
+        yield service
+
+
+def test_service_batches_and_skips_empty(dev_service):
+    sources = ["a", "", "b", "c", "   ", "d", "e"]
+
+    translations = translate_with_service(dev_service.url + "/", sources, batch_size=2)
+
+    assert translations == ["A", "", "B", "C", "", "D", "E"]
+    assert dev_service.requests == [["a", "b"], ["c", "d"], ["e"]]
+
+
+def test_service_error_raises(dev_service):
+    with pytest.raises(TranslationError, match="HTTP 500: .*model exploded"):
+        translate_with_service(dev_service.url, ["ok", "FAIL"])
+
+
+def test_service_unreachable_raises():
+    with FakeService({}) as stopped:
+        url = stopped.url
+    with pytest.raises(TranslationError, match="failed"):
+        translate_with_service(url, ["text"], timeout=5)
+
+
+def test_evaluate_service_end_to_end(tmp_path, dev_service, fixtures_dir, hyp_ref, capsys):
+    hyp, ref = hyp_ref
+    src = tmp_path / "dev-20.hi"
+    src.write_text(
+        "".join(f"{line}\n" for line in read_lines(fixtures_dir / "iitb-dev-50.hi")[:20]),
+        encoding="utf-8",
+    )
+    out = tmp_path / "out" / "hyp.en"
+    args = parse_evaluate_args(
+        [
+            "--service",
+            dev_service.url,
+            "--src",
+            str(src),
+            "--ref",
+            str(ref),
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
+
+    status = run_evaluate(args)
+
+    assert status == 0
+    assert read_lines(out) == read_lines(hyp)
+    assert (
+        json.loads(capsys.readouterr().out)
+        == score_corpus(read_lines(hyp), read_lines(ref)).to_dict()
+    )
+
+
+def test_evaluate_service_failure_exits_1(tmp_path, dev_service, hyp_ref, capsys):
+    src = tmp_path / "fail.hi"
+    src.write_text("FAIL\n" * 20, encoding="utf-8")
+    args = parse_evaluate_args(
+        ["--service", dev_service.url, "--src", str(src), "--ref", str(hyp_ref[1])]
+    )
+
+    status = run_evaluate(args)
+
+    assert status == 1
+    assert "translation failed" in capsys.readouterr().err
+
+
+def test_evaluate_source_mismatch_exits_2(dev_service, fixtures_dir, hyp_ref, capsys):
+    args = parse_evaluate_args(
+        [
+            "--service",
+            dev_service.url,
+            "--src",
+            str(fixtures_dir / "iitb-dev-50.hi"),
+            "--ref",
+            str(hyp_ref[1]),
+        ]
+    )
+
+    status = run_evaluate(args)
+
+    assert status == 2
+    assert "has 50 lines" in capsys.readouterr().err
+    assert dev_service.requests == []
+
+
+# --- model directory ---------------------------------------------------------------------------
+
+
+def test_model_translations_match_translator(tmp_path):
+    testing = pytest.importorskip("nmt.testing")
+    from nmt.translator import Translator
+
+    model_dir = testing.make_tiny_model_dir(tmp_path / "tiny")
+    sources = ["नमस्ते, आप कैसे हैं?", "", "मैं घर जा रहा हूँ।"]
+
+    translations = translate_with_model(model_dir, sources, beam_size=2, batch_size=1)
+
+    translator = Translator.load(model_dir)
+    expected = [t.text for t in translator.translate([sources[0], sources[2]], beam_size=2)]
+    assert translations == [expected[0], "", expected[1]]

@@ -1,0 +1,394 @@
+"""Corpus BLEU, chrF2 and chrF++ with sacrebleu, and the `nmt evaluate` command.
+
+Scores are computed on detokenized text, exactly as the ``sacrebleu`` command line computes them
+with its defaults (BLEU with the 13a tokenizer, chrF with character order 6 and beta 2), so they
+are comparable with published sacreBLEU numbers. Each score comes with its sacrebleu signature.
+
+Hypotheses come from a file, from a model directory (`nmt.translator.Translator`) or from a running
+translation service (``POST URL/translate`` with ``{"texts": [...]}``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import logging
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sacrebleu.metrics import BLEU, CHRF
+
+__all__ = [
+    "Scores",
+    "TranslationError",
+    "add_evaluate_arguments",
+    "read_lines",
+    "run_evaluate",
+    "score_corpus",
+    "translate_with_model",
+    "translate_with_service",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BEAM_SIZE = 4
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_SERVICE_TIMEOUT_S = 120.0
+
+EXIT_OK = 0
+EXIT_TRANSLATION_FAILED = 1
+EXIT_INVALID_INPUT = 2
+
+# Characters of an HTTP error body quoted in the raised message.
+_ERROR_BODY_CHARS = 500
+
+
+class TranslationError(RuntimeError):
+    """Raised when a translation service fails or returns an unusable response."""
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Corpus-level scores (0-100) with the sacrebleu signature of each metric."""
+
+    bleu: float
+    chrf2: float
+    chrfpp: float
+    bleu_signature: str
+    chrf2_signature: str
+    chrfpp_signature: str
+    segments: int
+
+    def format(self) -> str:
+        """Format one line per metric: name, score and signature."""
+        return "\n".join(
+            [
+                f"BLEU    = {self.bleu:5.2f}  {self.bleu_signature}",
+                f"chrF2   = {self.chrf2:5.2f}  {self.chrf2_signature}",
+                f"chrF2++ = {self.chrfpp:5.2f}  {self.chrfpp_signature}",
+            ]
+        )
+
+    def to_dict(self) -> dict[str, float | str | int]:
+        return asdict(self)
+
+
+def score_corpus(hypotheses: list[str], references: list[str]) -> Scores:
+    """Score detokenized `hypotheses` against one detokenized reference per segment.
+
+    Raises ValueError when the lists differ in length, because sacrebleu's Python API would
+    silently score only the shorter prefix, or when they are empty.
+    """
+    if len(hypotheses) != len(references):
+        raise ValueError(
+            f"line count mismatch: {len(hypotheses)} hypotheses but {len(references)} references"
+        )
+    if not hypotheses:
+        raise ValueError("nothing to score: no hypotheses and no references")
+
+    bleu, chrf2, chrfpp = BLEU(), CHRF(), CHRF(word_order=2)  # word_order=2 makes chrF++
+    reference_streams = [references]
+    return Scores(
+        bleu=bleu.corpus_score(hypotheses, reference_streams).score,
+        chrf2=chrf2.corpus_score(hypotheses, reference_streams).score,
+        chrfpp=chrfpp.corpus_score(hypotheses, reference_streams).score,
+        bleu_signature=str(bleu.get_signature()),
+        chrf2_signature=str(chrf2.get_signature()),
+        chrfpp_signature=str(chrfpp.get_signature()),
+        segments=len(hypotheses),
+    )
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """Read a UTF-8 file into one string per line, keeping empty lines.
+
+    Only "\\n" (or "\\r\\n") ends a line. `str.splitlines` also breaks on U+0085 and U+2028,
+    which occur inside real segments and would misalign parallel files.
+    """
+    lines = Path(path).read_text(encoding="utf-8").split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line starts no new line
+    return [line.removesuffix("\r") for line in lines]
+
+
+# --- producing hypotheses ----------------------------------------------------------------------
+
+
+def _translate_in_batches(
+    sources: Sequence[str],
+    translate_batch: Callable[[list[str]], list[str]],
+    batch_size: int,
+) -> list[str]:
+    """Translate the non-empty `sources` in batches; empty or blank sources give "" untranslated."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+
+    hypotheses = [""] * len(sources)
+    pending = [i for i, text in enumerate(sources) if text.strip()]
+    started = time.perf_counter()
+    for start in range(0, len(pending), batch_size):
+        rows = pending[start : start + batch_size]
+        hypotheses_batch = translate_batch([sources[i] for i in rows])
+        for row, hypothesis in zip(rows, hypotheses_batch, strict=True):
+            hypotheses[row] = hypothesis
+        logger.info("translated %d/%d segments", start + len(rows), len(pending))
+
+    elapsed = time.perf_counter() - started
+    logger.info("translated %d segments in %.1f s", len(pending), elapsed)
+    return hypotheses
+
+
+def translate_with_model(
+    model_dir: str | Path,
+    sources: Sequence[str],
+    *,
+    beam_size: int = DEFAULT_BEAM_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: str = "cpu",
+) -> list[str]:
+    """Translate `sources` with the model in `model_dir` using beam search, keeping input order."""
+    from nmt.translator import Translator  # imported here: scoring a file needs no torch
+
+    translator = Translator.load(model_dir, device=device)
+
+    def translate_batch(batch: list[str]) -> list[str]:
+        return [
+            translation.text for translation in translator.translate(batch, beam_size=beam_size)
+        ]
+
+    return _translate_in_batches(sources, translate_batch, batch_size)
+
+
+def translate_with_service(
+    url: str,
+    sources: Sequence[str],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    timeout: float = DEFAULT_SERVICE_TIMEOUT_S,
+) -> list[str]:
+    """Translate `sources` through a running service by POSTing batches to ``URL/translate``.
+
+    The request body is ``{"texts": [...]}`` and the response must be ``{"translations": [...]}``
+    with one string, or one object with a string ``"text"``, per input. `timeout` is in seconds
+    per request. Raises TranslationError on an HTTP error, a connection failure or a malformed
+    response.
+    """
+    endpoint = _service_endpoint(url)
+
+    def translate_batch(batch: list[str]) -> list[str]:
+        payload = _post_json(endpoint, {"texts": batch}, timeout)
+        return _parse_translations(endpoint, payload, expected=len(batch))
+
+    return _translate_in_batches(sources, translate_batch, batch_size)
+
+
+def _service_endpoint(url: str) -> str:
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"service URL must start with http:// or https://, got {url!r}")
+    return url.rstrip("/") + "/translate"
+
+
+def _post_json(endpoint: str, body: dict, timeout: float) -> object:
+    request = urllib.request.Request(
+        endpoint,
+        data=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+        headers={"Content-Type": "application/json; charset=utf-8"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode("utf-8", errors="replace")[:_ERROR_BODY_CHARS]
+        raise TranslationError(f"{endpoint} returned HTTP {error.code}: {detail}") from error
+    except urllib.error.URLError as error:
+        raise TranslationError(f"request to {endpoint} failed: {error.reason}") from error
+    except TimeoutError as error:
+        raise TranslationError(f"request to {endpoint} timed out after {timeout} s") from error
+    except (OSError, http.client.HTTPException) as error:  # e.g. the connection was reset
+        raise TranslationError(f"request to {endpoint} failed: {error!r}") from error
+    except json.JSONDecodeError as error:
+        raise TranslationError(f"{endpoint} returned invalid JSON: {error}") from error
+
+
+def _parse_translations(endpoint: str, payload: object, *, expected: int) -> list[str]:
+    translations = payload.get("translations") if isinstance(payload, dict) else None
+    if not isinstance(translations, list) or len(translations) != expected:
+        raise TranslationError(
+            f'{endpoint} must return {{"translations": [...]}} with {expected} items, '
+            f"got {str(payload)[:_ERROR_BODY_CHARS]}"
+        )
+
+    texts = []
+    for item in translations:
+        text = item.get("text") if isinstance(item, dict) else item
+        if not isinstance(text, str):
+            raise TranslationError(f"{endpoint} returned a translation that is not text: {item!r}")
+        texts.append(text)
+    return texts
+
+
+# --- command line ------------------------------------------------------------------------------
+
+# Options that only some ways of producing hypotheses use: attribute -> (flag, modes using it).
+_TRANSLATING = ("--model", "--service")
+_OPTION_SCOPE = {
+    "src": ("--src", _TRANSLATING),
+    "out": ("--out", _TRANSLATING),
+    "batch_size": ("--batch-size", _TRANSLATING),
+    "beam_size": ("--beam-size", ("--model",)),
+    "device": ("--device", ("--model",)),
+    "timeout": ("--timeout", ("--service",)),
+}
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``nmt evaluate`` to `parser`."""
+    system = parser.add_mutually_exclusive_group(required=True)
+    system.add_argument("--hyp", type=Path, metavar="FILE", help="score the translations in FILE")
+    system.add_argument(
+        "--model", type=Path, metavar="DIR", help="translate --src with the model in DIR"
+    )
+    system.add_argument(
+        "--service",
+        metavar="URL",
+        help="translate --src through the service at URL (POST URL/translate)",
+    )
+
+    parser.add_argument(
+        "--ref", type=Path, metavar="FILE", required=True, help="English references"
+    )
+    parser.add_argument(
+        "--src",
+        type=Path,
+        metavar="FILE",
+        help="Hindi sources, line-aligned with --ref (--model, --service)",
+    )
+    parser.add_argument(
+        "--out", type=Path, metavar="FILE", help="also write the translations to FILE"
+    )
+    parser.add_argument(
+        "--beam-size",
+        type=int,
+        metavar="N",
+        help=f"beam size for --model (default {DEFAULT_BEAM_SIZE})",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help=f"segments per batch or request (default {DEFAULT_BATCH_SIZE})",
+    )
+    parser.add_argument("--device", help='torch device for --model, e.g. "cuda" (default "cpu")')
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"time limit per service request (default {DEFAULT_SERVICE_TIMEOUT_S:g})",
+    )
+
+    parser.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    parser.epilog = (
+        "Exit status: 0 on success, 1 when translation fails, 2 on invalid input "
+        "(missing file, mismatched line counts, options that do not fit together)."
+    )
+
+
+def _check_option_scope(args: argparse.Namespace) -> None:
+    if args.hyp is not None:
+        mode = "--hyp"
+    elif args.model is not None:
+        mode = "--model"
+    else:
+        mode = "--service"
+
+    for name, (flag, modes) in _OPTION_SCOPE.items():
+        if getattr(args, name) is not None and mode not in modes:
+            raise ValueError(f"{flag} applies only with {' or '.join(modes)}, not with {mode}")
+    if mode != "--hyp" and args.src is None:
+        raise ValueError(f"{mode} needs --src FILE with the Hindi segments to translate")
+    if mode == "--service":
+        _service_endpoint(args.service)
+
+    for name, flag in (
+        ("beam_size", "--beam-size"),
+        ("batch_size", "--batch-size"),
+        ("timeout", "--timeout"),
+    ):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise ValueError(f"{flag} must be positive, got {value}")
+
+
+def _value_or(value, default):
+    return default if value is None else value
+
+
+def _produce_hypotheses(args: argparse.Namespace, reference_count: int) -> list[str]:
+    if args.hyp is not None:
+        return read_lines(args.hyp)
+
+    sources = read_lines(args.src)
+    if len(sources) != reference_count:
+        raise ValueError(
+            f"line count mismatch: {args.src} has {len(sources)} lines but {args.ref} has "
+            f"{reference_count}"
+        )
+
+    batch_size = _value_or(args.batch_size, DEFAULT_BATCH_SIZE)
+    if args.model is not None:
+        hypotheses = translate_with_model(
+            args.model,
+            sources,
+            beam_size=_value_or(args.beam_size, DEFAULT_BEAM_SIZE),
+            batch_size=batch_size,
+            device=_value_or(args.device, "cpu"),
+        )
+    else:
+        hypotheses = translate_with_service(
+            args.service,
+            sources,
+            batch_size=batch_size,
+            timeout=_value_or(args.timeout, DEFAULT_SERVICE_TIMEOUT_S),
+        )
+
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("".join(f"{line}\n" for line in hypotheses), encoding="utf-8")
+        logger.info("wrote %d translations to %s", len(hypotheses), args.out)
+    return hypotheses
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Run ``nmt evaluate``: produce or read hypotheses, score them and print the scores.
+
+    Returns the exit status: 0 on success, 1 when translation fails, 2 on invalid input. Errors
+    are printed to stderr as one line.
+    """
+    try:
+        _check_option_scope(args)
+        references = read_lines(args.ref)
+        hypotheses = _produce_hypotheses(args, len(references))
+        scores = score_corpus(hypotheses, references)
+    except TranslationError as error:
+        print(f"nmt evaluate: translation failed: {error}", file=sys.stderr)
+        return EXIT_TRANSLATION_FAILED
+    except FileNotFoundError as error:
+        print(f"nmt evaluate: file not found: {error.filename}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
+        print(f"nmt evaluate: error: {error}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+
+    if args.json:
+        print(json.dumps(scores.to_dict(), indent=2))
+    else:
+        print(scores.format())
+    return EXIT_OK
