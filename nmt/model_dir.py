@@ -43,6 +43,7 @@ def save_model_dir(
     if model.config.tie_embeddings:
         state.pop("output_projection.weight", None)
     save_file(state, str(out_dir / WEIGHTS), metadata={"format": "pt"})
+    (out_dir / WEIGHTS).chmod(0o644)  # safetensors writes 0600; services often run as another user
     model.config.save(out_dir / CONFIG)
     if Path(tokenizer_path).resolve() != (out_dir / TOKENIZER).resolve():
         shutil.copyfile(tokenizer_path, out_dir / TOKENIZER)

@@ -46,9 +46,7 @@ _ENGLISH_ABBREVIATIONS = frozenset(
 # Hindi abbreviations written with a full stop: डॉ./डा. (doctor), प्रो. (professor),
 # सं. (संख्या, संवत्), ई. (ईसवी), पृ. (पृष्ठ), रु. (रुपये), स्व. (स्वर्गीय), क्र. (क्रमांक),
 # जि. (जिला), पं. (पंडित), कु. (कुमारी), मो. (मोबाइल), नं. (नंबर).
-_HINDI_ABBREVIATIONS = frozenset(
-    "डॉ डा प्रो सं ई पृ रु स्व क्र जि पं कु मो नं".split()
-)
+_HINDI_ABBREVIATIONS = frozenset("डॉ डा प्रो सं ई पृ रु स्व क्र जि पं कु मो नं".split())
 
 # Names of Latin letters written in Devanagari, as used for initials (के. आर. नारायणन).
 _DEVANAGARI_INITIALS = frozenset(
@@ -96,7 +94,7 @@ class Segmented:
             )
 
         parts = [self.literals[0]]
-        for translation, literal in zip(translations, self.literals[1:]):
+        for translation, literal in zip(translations, self.literals[1:], strict=True):
             parts.append(translation)
             parts.append(literal)
         return "".join(parts)

@@ -118,9 +118,15 @@ def service_client(service_settings, fake_translator) -> Iterator:
         yield client
 
 
+# --- Translation core fixtures ---
+
+
 @pytest.fixture(scope="session")
-def service_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random model directory (nmt.testing), built once per test session."""
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random model directory (seed 0, max_positions 64) built once per test session.
+
+    Tests must not modify it; copy it to change files.
+    """
     from nmt.testing import make_tiny_model_dir
 
-    return make_tiny_model_dir(tmp_path_factory.mktemp("service-model"), seed=0)
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny-model"), seed=0)

@@ -1,0 +1,264 @@
+"""Dynamic batching: concurrent requests' sentences translated together.
+
+Each request submits its sentences as one job. With merging on, the batcher waits up to
+a short window after the first job for more jobs. It groups the collected sentences by
+decoding options, because sentences with different beam or n-best settings cannot share
+a search. It sorts each group by length and packs it into batches of at most
+`max_batch_tokens` padded source tokens. With merging off, each job is packed and
+translated on its own. Either way the model runs in one worker thread, never on the
+event loop, and batches run one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.errors import APIError
+from service.metrics import ServiceMetrics
+
+logger = logging.getLogger(__name__)
+
+_RETRY_AFTER_S = 1
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Search settings shared by every sentence of a batch."""
+
+    beam_size: int
+    n_best: int
+    max_length: int | None
+
+
+TranslateBatch = Callable[[list[str], DecodeOptions], Sequence[Any]]
+
+
+class TranslationFailedError(RuntimeError):
+    """The translator raised while translating a batch that contained this request."""
+
+
+@dataclass(eq=False)
+class _Job:
+    sentences: list[str]
+    tokens: list[int]
+    options: DecodeOptions
+    future: asyncio.Future[list[Any]]
+    results: list[Any] = field(default_factory=list)
+    remaining: int = 0
+
+    def __post_init__(self) -> None:
+        self.results = [None] * len(self.sentences)
+        self.remaining = len(self.sentences)
+
+
+_Entry = tuple[_Job, int]  # a job and the index of one of its sentences
+
+
+class DynamicBatcher:
+    """Collect sentences from concurrent requests and translate them in shared batches."""
+
+    def __init__(
+        self,
+        translate_batch: TranslateBatch,
+        *,
+        merge_requests: bool,
+        window_s: float,
+        max_batch_tokens: int,
+        max_pending_sentences: int,
+        metrics: ServiceMetrics,
+    ) -> None:
+        self._translate_batch = translate_batch
+        self._merge_requests = merge_requests
+        self._window_s = window_s
+        self._max_batch_tokens = max_batch_tokens
+        self._max_pending_sentences = max_pending_sentences
+        self._metrics = metrics
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nmt-translate")
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._pending_sentences = 0
+        self.batches_run = 0
+
+    async def start(self) -> None:
+        """Start collecting jobs. Call from the event loop that will submit them."""
+        if self._merge_requests and self._task is None:
+            self._task = asyncio.create_task(self._collect_forever(), name="nmt-batcher")
+
+    async def stop(self) -> None:
+        """Stop the batcher, fail the jobs still queued and shut the worker thread down."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+        while not self._queue.empty():
+            job = self._queue.get_nowait()
+            if not job.future.done():
+                job.future.set_exception(APIError(503, "the service is shutting down"))
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def run_in_worker(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run `function(*args)` in the translation worker thread, between batches.
+
+        For other work on the model, such as attention maps, so that it never runs
+        concurrently with a translation batch.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function, *args)
+
+    @property
+    def pending_sentences(self) -> int:
+        """Sentences submitted and not yet translated."""
+        return self._pending_sentences
+
+    async def translate(
+        self, sentences: list[str], tokens: list[int], options: DecodeOptions
+    ) -> list[Any]:
+        """Translate `sentences` (with their source token counts) and return results in order.
+
+        Raises APIError 503 when more than `max_pending_sentences` would be waiting.
+        """
+        if not sentences:
+            return []
+        if self._pending_sentences + len(sentences) > self._max_pending_sentences:
+            raise APIError(
+                503,
+                f"the server is busy: {self._pending_sentences} sentences are waiting for "
+                f"translation (limit {self._max_pending_sentences}); retry later",
+                headers={"Retry-After": str(_RETRY_AFTER_S)},
+            )
+
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        job = _Job(sentences, tokens, options, future)
+        self._add_pending(len(sentences))
+        try:
+            if self._merge_requests:
+                self._queue.put_nowait(job)
+            else:
+                await self._run_jobs([job])
+            return await future
+        finally:
+            self._add_pending(-len(sentences))
+
+    def _add_pending(self, count: int) -> None:
+        self._pending_sentences += count
+        self._metrics.pending_sentences.set(self._pending_sentences)
+
+    async def _collect_forever(self) -> None:
+        while True:
+            jobs = await self._collect()
+            try:
+                await self._run_jobs(jobs)
+            except Exception as error:  # noqa: BLE001 - keep the batcher alive
+                logger.exception("batcher failed on %d jobs", len(jobs))
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(TranslationFailedError(str(error)))
+
+    async def _collect(self) -> list[_Job]:
+        """Wait for one job, then gather more until the window closes or the batch is full."""
+        loop = asyncio.get_running_loop()
+        jobs = [await self._queue.get()]
+        tokens = sum(jobs[0].tokens)
+        deadline = loop.time() + self._window_s
+
+        while tokens < self._max_batch_tokens:
+            timeout = deadline - loop.time()
+            try:
+                if timeout > 0:
+                    job = await asyncio.wait_for(self._queue.get(), timeout)
+                else:
+                    job = self._queue.get_nowait()
+            except (TimeoutError, asyncio.TimeoutError, asyncio.QueueEmpty):
+                break
+            jobs.append(job)
+            tokens += sum(job.tokens)
+        return jobs
+
+    async def _run_jobs(self, jobs: list[_Job]) -> None:
+        groups: dict[DecodeOptions, list[_Entry]] = defaultdict(list)
+        for job in jobs:
+            if job.future.done():  # the client went away while the job was queued
+                continue
+            groups[job.options].extend((job, index) for index in range(len(job.sentences)))
+
+        for options, entries in groups.items():
+            entries.sort(key=lambda entry: entry[0].tokens[entry[1]])
+            for batch in _pack(entries, self._max_batch_tokens):
+                await self._run_batch(options, batch)
+
+    async def _run_batch(self, options: DecodeOptions, batch: list[_Entry]) -> None:
+        batch = [(job, index) for job, index in batch if not job.future.done()]
+        if not batch:
+            return
+
+        sentences = [job.sentences[index] for job, index in batch]
+        tokens = sum(job.tokens[index] for job, index in batch)
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(
+                self._executor, self._translate_batch, sentences, options
+            )
+            if len(results) != len(sentences):
+                raise RuntimeError(
+                    f"translator returned {len(results)} results for {len(sentences)} sentences"
+                )
+        except Exception as error:  # noqa: BLE001 - passed on to every request in the batch
+            for job in {job for job, _ in batch}:
+                if not job.future.done():
+                    failure = TranslationFailedError(
+                        f"translating a batch of {len(sentences)} sentences failed: {error}"
+                    )
+                    failure.__cause__ = error
+                    job.future.set_exception(failure)
+            return
+
+        self.batches_run += 1
+        self._record_batch(len(sentences), tokens, time.perf_counter() - started)
+        for (job, index), result in zip(batch, results, strict=True):
+            job.results[index] = result
+            job.remaining -= 1
+            if job.remaining == 0 and not job.future.done():
+                job.future.set_result(job.results)
+
+    def _record_batch(self, sentences: int, tokens: int, duration_s: float) -> None:
+        self._metrics.batch_sentences.observe(sentences)
+        self._metrics.batch_tokens.observe(tokens)
+        self._metrics.batch_duration.observe(duration_s)
+        self._metrics.sentences.inc(sentences)
+        self._metrics.source_tokens.inc(tokens)
+        logger.debug(
+            "translated a batch of %d sentences, %d tokens in %.3f s", sentences, tokens, duration_s
+        )
+
+
+def _pack(entries: list[_Entry], max_batch_tokens: int) -> list[list[_Entry]]:
+    """Split length-sorted entries into batches whose padded size fits max_batch_tokens.
+
+    The padded size of a batch is its sentence count times its longest sentence, the
+    size of the source tensor the model builds. A sentence longer than the budget gets
+    a batch of its own.
+    """
+    batches: list[list[_Entry]] = []
+    current: list[_Entry] = []
+    for entry in entries:
+        job, index = entry
+        longest = job.tokens[index]  # entries are sorted, so the newest is the longest
+        if current and (len(current) + 1) * longest > max_batch_tokens:
+            batches.append(current)
+            current = []
+        current.append(entry)
+    if current:
+        batches.append(current)
+    return batches

@@ -1,0 +1,97 @@
+"""Prometheus metrics of the service.
+
+Each app has its own registry, so several apps in one process (as in the tests) do not
+register the same metric twice.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+logger = logging.getLogger(__name__)
+
+_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_BATCH_SENTENCE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+_BATCH_TOKEN_BUCKETS = (16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384)
+
+
+class ServiceMetrics:
+    """The counters and histograms that the middleware and the batcher update."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+
+        # HTTP traffic, updated by the request-context middleware.
+        self.requests = Counter(
+            "nmt_http_requests",
+            "HTTP requests by route, method and status code",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "nmt_http_errors",
+            "HTTP responses with a 4xx or 5xx status, by route and status class",
+            ["route", "status_class"],
+            registry=self.registry,
+        )
+        self.exceptions = Counter(
+            "nmt_unhandled_exceptions",
+            "Exceptions that no handler caught (each returned a 500 response), by exception type",
+            ["exception"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "nmt_http_request_duration_seconds",
+            "Time from receiving a request to sending its response",
+            ["route"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+
+        # Model work, updated by the batcher.
+        self.batch_sentences = Histogram(
+            "nmt_batch_sentences",
+            "Sentences in each batch given to the model",
+            buckets=_BATCH_SENTENCE_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_tokens = Histogram(
+            "nmt_batch_source_tokens",
+            "Source tokens (without padding) in each batch given to the model",
+            buckets=_BATCH_TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_duration = Histogram(
+            "nmt_batch_duration_seconds",
+            "Time the model spends translating one batch",
+            buckets=_LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.source_tokens = Counter(
+            "nmt_source_tokens",
+            "Source tokens translated",
+            registry=self.registry,
+        )
+        self.sentences = Counter(
+            "nmt_sentences",
+            "Sentences translated",
+            registry=self.registry,
+        )
+        self.pending_sentences = Gauge(
+            "nmt_pending_sentences",
+            "Sentences waiting for or in translation",
+            registry=self.registry,
+        )
+
+        # Model state, updated when the model is loaded or the app stops.
+        self.model_ready = Gauge(
+            "nmt_model_ready",
+            "1 when the model is loaded and requests can be translated, else 0",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """Return the metrics in the Prometheus text exposition format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,140 @@
+"""Request-context middleware: request ids, the body size limit, access logs and metrics.
+
+This is plain ASGI middleware, not Starlette's BaseHTTPMiddleware, because it must wrap
+`receive` to count body bytes as they stream in.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import BodyTooLargeError, error_response
+from service.metrics import ServiceMetrics
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# Incoming ids are echoed into logs and headers, so only short plain tokens are honoured.
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_UNMATCHED_ROUTE = "unmatched"
+
+
+class RequestContextMiddleware:
+    """Assign request ids, limit body size, log one line per request and record metrics.
+
+    An unhandled exception becomes a 500 JSON response with the request id and is
+    logged here with its traceback, so it is logged once and the server keeps serving.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        started = time.perf_counter()
+        headers = Headers(scope=scope)
+        request_id = _request_id(headers.get(REQUEST_ID_HEADER))
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status: dict[str, Any] = {"code": 500, "started": False}
+
+        async def send_with_request_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                status["started"] = True
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            declared = _content_length(headers)
+            if declared is not None and declared > self.max_body_bytes:
+                # Rejected before any byte of the body is read.
+                raise BodyTooLargeError(self.max_body_bytes)
+            await self.app(scope, self._limited(receive), send_with_request_id)
+        except BodyTooLargeError as error:
+            logger.warning("request %s failed with 413: %s", request_id, error.message)
+            if not status["started"]:
+                response = error_response(request_id, 413, error.message)
+                await response(scope, receive, send_with_request_id)
+        except Exception as error:
+            self.metrics.exceptions.labels(type(error).__name__).inc()
+            logger.exception("request %s failed with an unhandled exception", request_id)
+            if not status["started"]:
+                response = error_response(request_id, 500, "internal server error")
+                await response(scope, receive, send_with_request_id)
+        finally:
+            self._finish(scope, state, status["code"], time.perf_counter() - started)
+
+    def _limited(self, receive: Receive) -> Receive:
+        """Wrap `receive` to raise BodyTooLargeError once the body passes the limit."""
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLargeError(self.max_body_bytes)
+            return message
+
+        return receive_within_limit
+
+    def _finish(self, scope: Scope, state: dict[str, Any], status: int, elapsed_s: float) -> None:
+        route = _route_label(scope)
+        method = scope.get("method", "")
+        self.metrics.requests.labels(route, method, str(status)).inc()
+        self.metrics.latency.labels(route).observe(elapsed_s)
+        if status >= 400:
+            self.metrics.errors.labels(route, f"{status // 100}xx").inc()
+
+        logger.info(
+            "request_id=%s method=%s path=%s status=%d texts=%d chars=%d latency_ms=%.1f",
+            state["request_id"],
+            method,
+            scope.get("path", ""),
+            status,
+            state.get("text_count", 0),
+            state.get("char_count", 0),
+            elapsed_s * 1000,
+        )
+
+
+def _request_id(incoming: str | None) -> str:
+    if incoming and _VALID_REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+def _content_length(headers: Headers) -> int | None:
+    value = headers.get("content-length")
+    if value is None or not value.strip().isdigit():
+        return None  # absent or invalid; the streamed byte count still applies
+    return int(value)
+
+
+def _route_label(scope: Scope) -> str:
+    """Return the route's path template, so that unknown paths share one metrics label."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return path
+
+    # Requests rejected before routing (a body over the limit) carry no route yet.
+    app = scope.get("app")
+    for candidate in getattr(app, "routes", ()):
+        if getattr(candidate, "path", None) == scope.get("path"):
+            return candidate.path
+    return _UNMATCHED_ROUTE

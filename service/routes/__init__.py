@@ -1,0 +1,1 @@
+"""HTTP routes of the translation service, one module per concern."""

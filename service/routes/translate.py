@@ -1,0 +1,212 @@
+"""POST /translate: the native API and the LibreTranslate-compatible form on one route."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import ValidationError
+
+from service.batcher import DecodeOptions
+from service.body import JSON_TYPE, MULTIPART_TYPE, URLENCODED_TYPE, read_fields
+from service.checks import check_request
+from service.deps import check_api_key, get_settings, get_translation_service
+from service.errors import APIError, validation_error
+from service.schemas import (
+    AUTO_LANGUAGE,
+    SOURCE_LANGUAGE,
+    TARGET_LANGUAGE,
+    TEXT_FORMAT,
+    ErrorDetail,
+    ErrorResponse,
+    LibreTranslateResponse,
+    SentenceAttention,
+    TranslateRequest,
+    TranslationResponse,
+    TranslationsResponse,
+)
+from service.settings import Settings
+from service.translation import TextResult, TranslationService
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["translation"])
+
+_REQUEST_SCHEMA = TranslateRequest.model_json_schema()
+_ERRORS = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "Malformed body, unsupported language or format",
+        401: "Missing API key",
+        403: "Invalid API key",
+        413: "Body over the size limit",
+        415: "Unsupported content type",
+        422: "Invalid field or a limit exceeded",
+        501: "Attention maps requested from a translator that returns none",
+        503: "Model not loaded yet or server busy",
+    }.items()
+}
+
+
+@router.post(
+    "/translate",
+    response_model=TranslationResponse | TranslationsResponse | LibreTranslateResponse,
+    response_model_exclude_none=True,
+    responses=_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                media_type: {"schema": _REQUEST_SCHEMA}
+                for media_type in (JSON_TYPE, URLENCODED_TYPE, MULTIPART_TYPE)
+            },
+        }
+    },
+)
+async def translate(
+    request: Request,
+    settings: Annotated[Settings, Depends(get_settings)],
+    service: Annotated[TranslationService, Depends(get_translation_service)],
+) -> TranslationResponse | TranslationsResponse | LibreTranslateResponse:
+    """Translate Hindi text to English.
+
+    Send `text` (one string) for `translation`, `texts` (a list) for `translations`,
+    or the LibreTranslate fields `q`, `source`, `target`, `format` for `translatedText`.
+    Texts may hold several sentences and paragraphs; the layout is kept. With `text`,
+    `return_attention: true` adds each sentence's cross-attention map to the response.
+    """
+    fields = await read_fields(request)
+    body_key = fields.get("api_key")
+    check_api_key(request, body_key if isinstance(body_key, str) else None, settings)
+
+    try:
+        translate_request = TranslateRequest.model_validate(fields)
+    except ValidationError as error:
+        raise validation_error(error) from error
+    check_request(translate_request, settings)
+    _check_languages(translate_request)
+    attention_layer = _attention_layer(translate_request, service)
+
+    texts = translate_request.input_texts
+    request.state.text_count = len(texts)
+    request.state.char_count = sum(len(text) for text in texts)
+
+    started = time.perf_counter()
+    results = await service.translate(texts, _decode_options(translate_request, settings))
+    elapsed_ms = (time.perf_counter() - started) * 1000
+
+    attention = None
+    if attention_layer is not None:
+        maps = await service.attention_maps(results[0].sentences, attention_layer)
+        attention = [
+            SentenceAttention(
+                source=source,
+                translation=target,
+                layer=attention_layer,
+                source_tokens=attention_map.source_tokens,
+                target_tokens=attention_map.target_tokens,
+                weights=attention_map.weights,
+            )
+            for (source, target), attention_map in zip(results[0].sentences, maps, strict=True)
+        ]
+    return _build_response(translate_request, results, elapsed_ms, attention)
+
+
+def _attention_layer(
+    translate_request: TranslateRequest, service: TranslationService
+) -> int | None:
+    """Return the decoder layer (from 0) of the requested attention maps, or None if none."""
+    if not translate_request.return_attention:
+        return None
+    layers = service.decoder_layers
+    if layers is None:
+        raise APIError(
+            501,
+            "this server's translator returns no attention weights; "
+            "send the request without return_attention",
+        )
+
+    layer = -1 if translate_request.attention_layer is None else translate_request.attention_layer
+    if not -layers <= layer < layers:
+        message = (
+            f"{layer} is out of range for a decoder of {layers} layer(s); "
+            f"use a value from {-layers} to {layers - 1}"
+        )
+        detail = ErrorDetail(field="attention_layer", message=message)
+        raise APIError(422, f"attention_layer: {message}", details=[detail])
+    return layer % layers
+
+
+def _check_languages(translate_request: TranslateRequest) -> None:
+    source = (translate_request.source or SOURCE_LANGUAGE).lower()
+    if source not in (SOURCE_LANGUAGE, AUTO_LANGUAGE):
+        raise APIError(
+            400,
+            f"source language {translate_request.source!r} is not supported; this service "
+            f"translates from Hindi: use {SOURCE_LANGUAGE!r} or {AUTO_LANGUAGE!r}",
+        )
+    target = (translate_request.target or TARGET_LANGUAGE).lower()
+    if target != TARGET_LANGUAGE:
+        raise APIError(
+            400,
+            f"target language {translate_request.target!r} is not supported; this service "
+            f"translates into English: use {TARGET_LANGUAGE!r}",
+        )
+    text_format = (translate_request.format or TEXT_FORMAT).lower()
+    if text_format != TEXT_FORMAT:
+        raise APIError(
+            400,
+            f"format {translate_request.format!r} is not supported; send plain text with "
+            f"format {TEXT_FORMAT!r}",
+        )
+
+
+def _decode_options(translate_request: TranslateRequest, settings: Settings) -> DecodeOptions:
+    n_best = translate_request.alternatives + 1
+    beam_size = translate_request.beam_size or max(settings.default_beam_size, n_best)
+    return DecodeOptions(
+        beam_size=beam_size, n_best=n_best, max_length=translate_request.max_length
+    )
+
+
+def _build_response(
+    translate_request: TranslateRequest,
+    results: list[TextResult],
+    elapsed_ms: float,
+    attention: list[SentenceAttention] | None = None,
+) -> TranslationResponse | TranslationsResponse | LibreTranslateResponse:
+    want_alternatives = translate_request.alternatives > 0
+    translations = [result.translation for result in results]
+    alternatives = [result.alternatives for result in results]
+
+    if translate_request.is_libretranslate:
+        if translate_request.is_single:
+            return LibreTranslateResponse(
+                translatedText=translations[0],
+                alternatives=alternatives[0] if want_alternatives else None,
+            )
+        return LibreTranslateResponse(
+            translatedText=translations,
+            alternatives=alternatives if want_alternatives else None,
+        )
+
+    if translate_request.is_single:
+        return TranslationResponse(
+            translation=translations[0],
+            score=results[0].score,
+            alternatives=alternatives[0] if want_alternatives else None,
+            alternative_scores=results[0].alternative_scores if want_alternatives else None,
+            time_ms=round(elapsed_ms, 1),
+            attention=attention,
+        )
+    return TranslationsResponse(
+        translations=translations,
+        scores=[result.score for result in results],
+        alternatives=alternatives if want_alternatives else None,
+        alternative_scores=(
+            [result.alternative_scores for result in results] if want_alternatives else None
+        ),
+        time_ms=round(elapsed_ms, 1),
+    )

@@ -1,0 +1,110 @@
+"""Model loading and the translation machinery that exists once the model is loaded.
+
+The app's lifespan handler starts loading the model in a background thread, so that the
+server responds to /health and /ready (503) at once. When the load finishes, a
+`TranslationService` and its batcher are created and /ready turns 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import functools
+import logging
+from pathlib import Path
+
+from service.batcher import DynamicBatcher
+from service.metrics import ServiceMetrics
+from service.settings import Settings
+from service.translation import TranslationService, TranslatorLike, run_translator
+
+logger = logging.getLogger(__name__)
+
+
+class ModelStatus(str, enum.Enum):
+    """Stage of the model's life in the server."""
+
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+def load_translator(model_dir: Path, device: str, torch_threads: int | None) -> TranslatorLike:
+    """Load the translator from `model_dir`. Blocking: run it in a thread."""
+    import torch
+
+    from nmt.translator import Translator
+
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
+    return Translator.load(model_dir, device=device)
+
+
+class ModelRuntime:
+    """The translator's state and, once it is loaded, the service that uses it."""
+
+    def __init__(
+        self, settings: Settings, metrics: ServiceMetrics, translator: TranslatorLike | None
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.status = ModelStatus.LOADING
+        self.error: str | None = None
+        self.service: TranslationService | None = None
+        self.model_dir = Path(getattr(translator, "model_dir", settings.model_dir))
+        self._injected = translator
+        self._load_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the service with the injected translator, or start loading one."""
+        self.status = ModelStatus.LOADING
+        self.error = None
+        if self._injected is not None:
+            await self._activate(self._injected)
+        else:
+            self._load_task = asyncio.create_task(self._load(), name="nmt-model-load")
+
+    async def stop(self) -> None:
+        """Stop loading if still under way, then stop the batcher."""
+        if self._load_task is not None:
+            self._load_task.cancel()
+            try:
+                await self._load_task
+            except asyncio.CancelledError:
+                pass
+            self._load_task = None
+        if self.service is not None:
+            await self.service.batcher.stop()
+            self.service = None
+        self.metrics.model_ready.set(0)
+
+    async def _load(self) -> None:
+        settings = self.settings
+        logger.info("loading model from %s on %s", settings.model_dir, settings.device)
+        try:
+            translator = await asyncio.to_thread(
+                load_translator, settings.model_dir, settings.device, settings.torch_threads
+            )
+        except Exception as error:  # noqa: BLE001 - reported by /ready, logged here
+            self.status = ModelStatus.FAILED
+            self.error = f"{type(error).__name__}: {error}"
+            logger.exception("loading the model from %s failed", settings.model_dir)
+            return
+        await self._activate(translator)
+        logger.info("model loaded from %s", settings.model_dir)
+
+    async def _activate(self, translator: TranslatorLike) -> None:
+        settings = self.settings
+        batcher = DynamicBatcher(
+            functools.partial(run_translator, translator),
+            merge_requests=settings.batching,
+            window_s=settings.batch_window_s,
+            max_batch_tokens=settings.max_batch_tokens,
+            max_pending_sentences=settings.max_pending_sentences,
+            metrics=self.metrics,
+        )
+        service = TranslationService(translator, batcher)
+        await batcher.start()
+        self.service = service
+        self.status = ModelStatus.READY
+        self.metrics.model_ready.set(1)

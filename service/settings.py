@@ -1,0 +1,90 @@
+"""Service settings, read from `NMT_`-prefixed environment variables."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+MODEL_SUBDIR = Path("models") / "hi-en"
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def default_model_dir() -> Path:
+    """Return the model directory used when NMT_MODEL_DIR is not set.
+
+    In a source checkout this is `models/hi-en` under the repository root. When the
+    package is installed elsewhere (a wheel, the container image), it is `models/hi-en`
+    under the current working directory.
+    """
+    checkout_dir = _REPO_ROOT / MODEL_SUBDIR
+    if checkout_dir.is_dir():
+        return checkout_dir
+    return Path.cwd() / MODEL_SUBDIR
+
+
+class Settings(BaseSettings):
+    """Configuration of the translation service. Each field is read from NMT_<FIELD>."""
+
+    model_config = SettingsConfigDict(env_prefix="NMT_", extra="ignore", validate_assignment=True)
+
+    model_dir: Path = Field(
+        default_factory=default_model_dir,
+        description="Directory with model.safetensors, config.json, tokenizer.model, metadata.json",
+    )
+    device: str = Field("cpu", description="Torch device for the model, e.g. cpu or cuda")
+    host: str = Field("127.0.0.1", description="Address that `nmt serve` binds to")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port that `nmt serve` listens on")
+
+    max_text_chars: int = Field(5000, ge=1, description="Maximum characters in one text")
+    max_texts: int = Field(64, ge=1, description="Maximum texts in one request")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Maximum request body in bytes")
+    default_beam_size: int = Field(4, ge=1, description="Beam size when a request sets none")
+    max_beam_size: int = Field(8, ge=1, description="Maximum beam_size a request may set")
+    max_alternatives: int = Field(5, ge=0, description="Maximum alternatives a request may ask for")
+    max_output_tokens: int = Field(
+        512, ge=1, description="Maximum max_length (target tokens per sentence) a request may set"
+    )
+
+    torch_threads: int | None = Field(
+        None, ge=1, description="Intra-op threads for torch; unset keeps torch's default"
+    )
+    batching: bool = Field(True, description="Merge concurrent requests into shared batches")
+    batch_window_ms: float = Field(
+        5.0, ge=0, description="How long the batcher waits for more requests after the first"
+    )
+    max_batch_tokens: int = Field(
+        4096, ge=1, description="Maximum padded source tokens (sentences x longest) per batch"
+    )
+    max_pending_sentences: int = Field(
+        4096, ge=1, description="Sentences waiting for translation before requests get 503"
+    )
+
+    api_keys: SecretStr = Field(
+        SecretStr(""), description="Comma-separated API keys; empty means no key is needed"
+    )
+    log_level: str = Field("info", description="Log level: critical, error, warning, info, debug")
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(_LOG_LEVELS)}, got {value!r}")
+        return level
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        """The accepted API keys, empty when the service is open."""
+        keys = self.api_keys.get_secret_value().split(",")
+        return frozenset(key.strip() for key in keys if key.strip())
+
+    @property
+    def batch_window_s(self) -> float:
+        """The batching window in seconds."""
+        return self.batch_window_ms / 1000

@@ -1,0 +1,149 @@
+"""Tests of concurrency: translation off the event loop and dynamic batching.
+
+A BlockingTranslator (conftest) holds its first call until the test releases it, so
+the tests control which requests are queued together instead of relying on timing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.batcher import _pack
+
+_WAIT_S = 5
+
+
+def _post_in_thread(client: TestClient, body: dict) -> tuple[threading.Thread, list]:
+    responses: list[httpx.Response] = []
+    thread = threading.Thread(target=lambda: responses.append(client.post("/translate", json=body)))
+    thread.start()
+    return thread, responses
+
+
+def _wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + _WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.005)
+
+
+def _pending(client: TestClient) -> int:
+    return client.app.state.runtime.service.batcher.pending_sentences
+
+
+def test_health_answers_during_translation(service_settings, blocking_translator) -> None:
+    with TestClient(create_app(service_settings, blocking_translator)) as client:
+        thread, responses = _post_in_thread(client, {"text": "धीमा अनुवाद"})
+        assert blocking_translator.started.wait(_WAIT_S)
+
+        health = client.get("/health")
+        assert health.status_code == 200
+        assert not blocking_translator.release.is_set()  # the translation is still running
+        assert client.get("/ready").status_code == 200
+
+        blocking_translator.release.set()
+        thread.join(_WAIT_S)
+    assert responses[0].json()["translation"] == "EN(धीमा अनुवाद)"
+
+
+def _run_queued_behind_first(client, translator, bodies: list[dict]) -> list[httpx.Response]:
+    """Send one request that blocks the model, queue `bodies` behind it, then release all."""
+    first, first_responses = _post_in_thread(client, {"text": "पहला"})
+    assert translator.started.wait(_WAIT_S)
+
+    threads = [_post_in_thread(client, body) for body in bodies]
+    queued = 1 + sum(len(body.get("texts", [None])) for body in bodies)
+    _wait_until(lambda: _pending(client) == queued)
+
+    translator.release.set()
+    first.join(_WAIT_S)
+    for thread, _ in threads:
+        thread.join(_WAIT_S)
+    assert first_responses[0].status_code == 200
+    return [responses[0] for _, responses in threads]
+
+
+def test_concurrent_requests_merged(service_settings, blocking_translator) -> None:
+    bodies = [{"text": "दो"}, {"texts": ["तीन", "चार"]}, {"text": "पाँच"}]
+    with TestClient(create_app(service_settings, blocking_translator)) as client:
+        responses = _run_queued_behind_first(client, blocking_translator, bodies)
+
+    assert responses[0].json()["translation"] == "EN(दो)"
+    assert responses[1].json()["translations"] == ["EN(तीन)", "EN(चार)"]
+    assert responses[2].json()["translation"] == "EN(पाँच)"
+    assert len(blocking_translator.calls) == 2
+    assert sorted(blocking_translator.calls[1][0]) == sorted(["दो", "तीन", "चार", "पाँच"])
+
+
+def test_batching_off_one_call_per_request(service_settings, blocking_translator) -> None:
+    service_settings.batching = False
+    bodies = [{"text": "दो"}, {"text": "तीन"}, {"text": "चार"}]
+    with TestClient(create_app(service_settings, blocking_translator)) as client:
+        responses = _run_queued_behind_first(client, blocking_translator, bodies)
+
+    assert [r.json()["translation"] for r in responses] == ["EN(दो)", "EN(तीन)", "EN(चार)"]
+    assert len(blocking_translator.calls) == 4
+    assert all(len(texts) == 1 for texts, *_ in blocking_translator.calls)
+
+
+def test_options_batched_separately(service_settings, blocking_translator) -> None:
+    bodies = [
+        {"text": "दो", "beam_size": 2},
+        {"text": "तीन", "beam_size": 2},
+        {"text": "चार", "beam_size": 4, "alternatives": 1},
+    ]
+    with TestClient(create_app(service_settings, blocking_translator)) as client:
+        responses = _run_queued_behind_first(client, blocking_translator, bodies)
+
+    assert all(response.status_code == 200 for response in responses)
+    assert responses[2].json()["alternatives"] == ["EN1(चार)"]
+    later_calls = sorted(
+        (beam, n_best, sorted(texts)) for texts, beam, n_best, _ in blocking_translator.calls[1:]
+    )
+    assert later_calls == [(2, 1, ["तीन", "दो"]), (4, 2, ["चार"])]
+
+
+def test_batched_equals_single(service_client: TestClient) -> None:
+    texts = ["पहला वाक्य। दूसरा।", "तीसरा\n\nचौथा", "12"]
+    batched = service_client.post("/translate", json={"texts": texts}).json()["translations"]
+    single = [
+        service_client.post("/translate", json={"text": t}).json()["translation"] for t in texts
+    ]
+    assert batched == single
+
+
+def test_busy_server_503(service_settings, blocking_translator) -> None:
+    service_settings.max_pending_sentences = 2
+    with TestClient(create_app(service_settings, blocking_translator)) as client:
+        thread, _ = _post_in_thread(client, {"text": "एक। दो।"})
+        assert blocking_translator.started.wait(_WAIT_S)
+
+        response = client.post("/translate", json={"text": "तीन"})
+        assert response.status_code == 503
+        assert "busy" in response.json()["error"]
+        assert response.headers["Retry-After"] == "1"
+
+        blocking_translator.release.set()
+        thread.join(_WAIT_S)
+
+
+class _FakeJob:
+    def __init__(self, tokens: list[int]) -> None:
+        self.tokens = tokens
+
+
+def test_pack_respects_padded_budget() -> None:
+    job = _FakeJob([1, 2, 3, 3, 5, 9, 20])
+    entries = [(job, index) for index in range(len(job.tokens))]
+    batches = _pack(entries, max_batch_tokens=10)
+    sizes = [[job.tokens[index] for _, index in batch] for batch in batches]
+    assert sizes == [[1, 2, 3], [3, 5], [9], [20]]
+    for batch in sizes[:-1]:
+        assert len(batch) * max(batch) <= 10

@@ -1,0 +1,226 @@
+"""Tests that bad input gets a 4xx JSON error naming the field or limit, never a 500 or a hang.
+
+The limits come from the `service_settings` fixture: 200 characters per text, 4 texts,
+4096 body bytes, beam 8, 3 alternatives, max_length 100.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+
+INVALID_BODIES = [
+    # (JSON body, field named in the error, words the message must contain)
+    ({"text": ""}, "text", "empty"),
+    ({"text": "   \n\t"}, "text", "empty"),
+    ({"texts": ["ठीक", " "]}, "texts[1]", "empty"),
+    ({"texts": []}, "texts", "at least one"),
+    ({"q": ""}, "q", "empty"),
+    ({"q": ["ठीक", ""]}, "q[1]", "empty"),
+    ({}, "body", "exactly one of the fields text, texts or q"),
+    ({"text": "एक", "q": "दो"}, "body", "exactly one"),
+    ({"text": "क" * 201}, "text", "201 characters are over the limit of 200"),
+    ({"texts": ["क" * 201]}, "texts[0]", "over the limit of 200"),
+    ({"texts": ["क"] * 5}, "texts", "5 texts are over the limit of 4"),
+    ({"q": ["क"] * 5}, "q", "over the limit of 4"),
+    ({"text": "क", "beam_size": 9}, "beam_size", "9 is over the limit of 8"),
+    ({"text": "क", "beam_size": 0}, "beam_size", "greater than or equal to 1"),
+    ({"text": "क", "alternatives": 4}, "alternatives", "4 is over the limit of 3"),
+    ({"text": "क", "alternatives": -1}, "alternatives", "greater than or equal to 0"),
+    ({"text": "क", "max_length": 101}, "max_length", "101 is over the limit of 100"),
+    ({"text": "क", "beam_size": 2, "alternatives": 2}, "beam_size", "smaller than alternatives"),
+    ({"text": "क", "beam": 4}, "beam", "unknown field"),
+    ({"text": 5}, "text", "valid string"),
+    ({"texts": "क"}, "texts", "valid list"),
+    ({"q": 5}, "q", "string or a list of strings"),
+    ({"text": "क", "beam_size": "four"}, "beam_size", "valid integer"),
+]
+
+
+@pytest.mark.parametrize(("body", "field", "words"), INVALID_BODIES)
+def test_invalid_field_422(service_client: TestClient, body, field: str, words: str) -> None:
+    response = service_client.post("/translate", json=body)
+    assert response.status_code == 422
+    error = response.json()
+    assert words in error["error"]
+    assert field in [detail["field"] for detail in error["details"]]
+    assert error["request_id"] == response.headers["X-Request-ID"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "words"),
+    [
+        ({"q": "क", "source": "fr"}, 400, "source language 'fr' is not supported"),
+        ({"q": "क", "target": "de"}, 400, "target language 'de' is not supported"),
+        ({"q": "क", "format": "html"}, 400, "format 'html' is not supported"),
+        ({"text": "क", "format": "markdown"}, 400, "format 'markdown' is not supported"),
+    ],
+)
+def test_unsupported_language_or_format(service_client: TestClient, fields, status, words) -> None:
+    response = service_client.post("/translate", json=fields)
+    assert response.status_code == status
+    assert words in response.json()["error"]
+
+
+@pytest.mark.parametrize("source", ["hi", "HI", "auto"])
+def test_supported_sources(service_client: TestClient, source: str) -> None:
+    response = service_client.post("/translate", json={"q": "क", "source": source})
+    assert response.status_code == 200
+
+
+RAW_BODIES = [
+    # (content type, body bytes, status, words in the error)
+    ("application/json", b'{"text": ', 400, "malformed JSON"),
+    ("application/json", b"", 400, "request body is empty"),
+    ("application/json", b'["text"]', 422, "must be a JSON object"),
+    ("application/json", b'{"text": "\xff\xfe"}', 400, "not valid UTF-8: byte 0xff at offset 10"),
+    ("application/x-www-form-urlencoded", b"q=\xff", 400, "not valid UTF-8"),
+    ("application/x-www-form-urlencoded", b"q=%FF%FE", 400, "not valid UTF-8"),
+    ("application/x-www-form-urlencoded", b"q=a&source=hi&source=en", 422, "more than once"),
+    ("text/plain", b"text", 415, "unsupported content type text/plain"),
+    ("", b'{"text": "ok"}', 415, "unsupported content type none"),
+    ("multipart/form-data", b"--x\r\n", 400, "missing its boundary"),
+    (
+        "multipart/form-data; boundary=xyz",
+        b'--xyz\r\nContent-Disposition: form-data; name="q"\r\n\r\n\xff\r\n--xyz--\r\n',
+        400,
+        "multipart field q is not valid UTF-8",
+    ),
+    (
+        "multipart/form-data; boundary=xyz",
+        b'--xyz\r\nContent-Disposition: form-data; name="q"; filename="a.txt"\r\n\r\n'
+        b"text\r\n--xyz--\r\n",
+        422,
+        "file uploads are not accepted",
+    ),
+]
+
+
+@pytest.mark.parametrize(("content_type", "body", "status", "words"), RAW_BODIES)
+def test_malformed_body(service_client: TestClient, content_type, body, status, words) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    response = service_client.post("/translate", content=body, headers=headers)
+    assert response.status_code == status
+    error = response.json()
+    assert words in error["error"]
+    assert error["request_id"]
+
+
+def test_body_over_limit_by_length(service_client: TestClient) -> None:
+    response = service_client.post(
+        "/translate", content=b"x" * 5000, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "over the limit of 4096 bytes" in response.json()["error"]
+
+
+def test_body_over_limit_streamed(service_client: TestClient) -> None:
+    # A generator body is sent chunked, without Content-Length, so only the byte count applies.
+    def chunks():
+        yield b'{"text": "'
+        for _ in range(10):
+            yield b"x" * 1000
+
+    response = service_client.post(
+        "/translate", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "over the limit of 4096 bytes" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"), [("GET", "/nope", 404), ("GET", "/translate", 405)]
+)
+def test_unknown_route_json(service_client: TestClient, method, path, status) -> None:
+    response = service_client.request(method, path)
+    assert response.status_code == status
+    assert set(response.json()) == {"error", "request_id"}
+
+
+def test_error_logged_once(service_client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    response = service_client.post(
+        "/translate", json={"text": ""}, headers={"X-Request-ID": "bad-1"}
+    )
+    assert response.status_code == 422
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1
+    assert "bad-1" in errors[0].getMessage()
+    assert "text" in errors[0].getMessage()
+
+
+class ExplodingTranslator:
+    """A translator whose every call raises, as a bug in the model code would."""
+
+    max_source_tokens = 64
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def translate(self, texts, **options):
+        raise RuntimeError("model exploded")
+
+
+def test_unexpected_error_500(service_settings, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    with TestClient(create_app(service_settings, ExplodingTranslator())) as client:
+        response = client.post(
+            "/translate", json={"text": "नमस्ते"}, headers={"X-Request-ID": "boom-1"}
+        )
+        assert response.status_code == 500
+        assert response.json() == {"error": "internal server error", "request_id": "boom-1"}
+        assert "model exploded" not in response.text
+
+        # The server keeps serving.
+        assert client.get("/health").status_code == 200
+        assert client.post("/translate", json={"text": "फिर"}).status_code == 500
+
+    failures = [
+        r for r in caplog.records if r.levelno >= logging.ERROR and "boom-1" in r.getMessage()
+    ]
+    assert len(failures) == 1
+    assert failures[0].exc_info is not None
+
+
+def test_wrong_translation_count_500(service_settings) -> None:
+    class ShortTranslator(ExplodingTranslator):
+        def translate(self, texts, **options):
+            return []
+
+    with TestClient(create_app(service_settings, ShortTranslator())) as client:
+        response = client.post("/translate", json={"text": "नमस्ते"})
+    assert response.status_code == 500
+
+
+API_KEY_CASES = [
+    # (headers, body extra, status)
+    ({}, {}, 401),
+    ({"X-API-Key": "wrong"}, {}, 403),
+    ({}, {"api_key": "wrong"}, 403),
+    ({"Authorization": "Bearer secret-2"}, {}, 200),
+    ({"X-API-Key": "secret-1"}, {}, 200),
+    ({}, {"api_key": "secret-2"}, 200),
+    ({"Authorization": "Basic secret-1"}, {}, 401),
+]
+
+
+@pytest.mark.parametrize(("headers", "extra", "status"), API_KEY_CASES)
+def test_api_keys(service_settings, fake_translator, headers, extra, status) -> None:
+    service_settings.api_keys = " secret-1, secret-2 "
+    with TestClient(create_app(service_settings, fake_translator)) as client:
+        response = client.post("/translate", json={"q": "क", **extra}, headers=headers)
+        assert response.status_code == status
+        if status != 200:
+            assert "API key" in response.json()["error"]
+        assert client.get("/health").status_code == 200
+
+
+def test_api_key_in_form(service_settings, fake_translator) -> None:
+    service_settings.api_keys = "secret-1"
+    with TestClient(create_app(service_settings, fake_translator)) as client:
+        response = client.post("/translate", data={"q": "क", "api_key": "secret-1"})
+    assert response.status_code == 200
