@@ -111,6 +111,7 @@ class EvalConfig:
     beam_size: int = 1
     samples: int = 3  # sample translations written to the log at each validation
     log_every_steps: int = 50
+    checkpoint_every_steps: int = 1000
     keep_checkpoints: int = 5
     average_last: int = 5  # checkpoints averaged into the released weights
 

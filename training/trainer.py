@@ -278,9 +278,11 @@ def _loop(
             _append_jsonl(metrics_path, record)
             window = {"loss": 0.0, "tokens": 0, "seconds": 0.0}
 
-        if step % evaluation.every_steps == 0 or finishing:
+        validating = step % evaluation.every_steps == 0 or finishing
+        if validating or step % evaluation.checkpoint_every_steps == 0:
             if env.main:
-                _validate(config, data, tokenizer, model, state, metrics_path)
+                if validating:
+                    _validate(config, data, tokenizer, model, state, metrics_path)
                 _save(checkpoint_dir, model, optimizer, state, evaluation.keep_checkpoints)
             env.barrier()
         if finishing:
