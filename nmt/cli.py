@@ -22,8 +22,8 @@ def default_model_dir() -> Path:
 
 
 def _train_tokenizer(args: argparse.Namespace) -> int:
-    from training.data import SourceSpec, prepare_training_data
     from training.cleaning import CleaningConfig, load_eval_texts
+    from training.data import SourceSpec, prepare_training_data
     from training.tokenizer_training import train_tokenizer
 
     data_dir = Path(args.data_dir)
@@ -121,11 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     trn = commands.add_parser("train", help="train a model; resumes when the run has checkpoints")
     trn.add_argument("--config", required=True, help="experiment YAML file")
-    trn.add_argument("--data-dir", required=True, help="folder the config's sources are relative to")
+    trn.add_argument("--data-dir", required=True,
+                     help="folder the config's sources are relative to")
     trn.add_argument("--out-dir", help="parent folder of the run folder (default: the config's)")
     trn.set_defaults(run=_train)
 
-    tra = commands.add_parser("translate", help="translate Hindi lines on stdin to English on stdout")
+    tra = commands.add_parser("translate",
+                              help="translate Hindi lines on stdin to English on stdout")
     tra.add_argument("--model", type=Path, default=default_model_dir(),
                      help="model directory (default: the released model)")
     tra.add_argument("--beam-size", type=int, default=None,
@@ -152,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp16")
     exp.add_argument("--out", required=True, help="output model directory")
     exp.set_defaults(run=_export)
+
+    from nmt.ct2 import add_export_ct2_arguments, run_export_ct2
+
+    ct2 = commands.add_parser("export-ct2", help="convert a model directory to CTranslate2")
+    add_export_ct2_arguments(ct2)
+    ct2.set_defaults(run=run_export_ct2)
 
     try:
         from service.cli import add_serve_arguments, run_serve

@@ -34,7 +34,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads != 0:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if self.activation not in ("relu", "gelu"):
             raise ValueError(f"activation must be 'relu' or 'gelu', not {self.activation!r}")
         for name in ("vocab_size", "d_model", "n_heads", "d_ff", "max_positions"):

@@ -53,7 +53,8 @@ class DataConfig:
     """Where the training pairs come from and how they are cleaned.
 
     `sources` name local files relative to the data directory (``train/bible`` means
-    ``train/bible.hi`` + ``train/bible.en``, or a ``.tsv``/``.jsonl`` path) or a Hugging Face hub id.
+    ``train/bible.hi`` + ``train/bible.en``, or a ``.tsv``/``.jsonl`` path) or a Hugging Face
+    hub id.
     Every sentence of the `exclude` files is removed from the training data.
     """
 
@@ -69,7 +70,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    """An existing SentencePiece model (`path`), or the size of one to train on the training data."""
+    """An existing SentencePiece model (`path`), or the size of one to train on the data."""
 
     path: str | None = None
     vocab_size: int = 8000
@@ -148,6 +149,14 @@ def _build(cls: type, values: Any, where: str) -> Any:
             raise ValueError(
                 f"{where}: unknown keys {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
             )
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        missing = sorted(required - set(values))
+        if missing:
+            raise ValueError(f"{where}: missing required keys {', '.join(missing)}")
         return cls(
             **{key: _build(hints[key], value, f"{where}.{key}") for key, value in values.items()}
         )
@@ -174,7 +183,7 @@ def _build(cls: type, values: Any, where: str) -> Any:
         items = typing.get_args(cls)
         if not isinstance(values, (list, tuple)) or len(values) != len(items):
             raise ValueError(f"{where}: expected {len(items)} values, got {values!r}")
-        return tuple(_build(t, v, where) for t, v in zip(items, values))
+        return tuple(_build(t, v, where) for t, v in zip(items, values, strict=True))
     if cls is float and isinstance(values, (int, float)) and not isinstance(values, bool):
         return float(values)
     if cls in (int, str, bool) and type(values) is cls:

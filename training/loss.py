@@ -19,7 +19,8 @@ __all__ = ["angular_margin_cosines", "margin_loss", "translation_loss"]
 _COS_EPS = 1e-6
 
 
-def angular_margin_cosines(cosine: torch.Tensor, target: torch.Tensor, margin: float) -> torch.Tensor:
+def angular_margin_cosines(cosine: torch.Tensor, target: torch.Tensor,
+                           margin: float) -> torch.Tensor:
     """Return `cosine` (N, V) with the target column replaced by cos(θ_y + m).
 
     cos(θ + m) = cos θ cos m − sin θ sin m needs no acos. Past θ + m = π it would turn back up, so
@@ -36,7 +37,9 @@ def angular_margin_cosines(cosine: torch.Tensor, target: torch.Tensor, margin: f
 
 def margin_loss(states: torch.Tensor, output_weight: torch.Tensor, target: torch.Tensor, *,
                 margin: float, scale: float, ignore_index: int) -> torch.Tensor:
-    """Summed CE(s · c) over non-padding positions; states (N, D), output_weight (V, D), target (N,).
+    """Return the summed CE(s · c) over non-padding positions.
+
+    states: (N, D); output_weight: (V, D); target: (N,).
 
     No label smoothing here: the margin always goes to the gold token's logit.
     """

@@ -47,7 +47,8 @@ def prepare_data(config: TrainConfig, data_dir: Path, run_dir: Path) -> Prepared
     logger.info("cleaning: %s", report)
     hindi, english = dataset["hi"], dataset["en"]
     if config.data.placeholders:
-        hindi, english = map(list, zip(*(protect_pair(h, e) for h, e in zip(hindi, english))))
+        pairs = [protect_pair(h, e) for h, e in zip(hindi, english, strict=True)]
+        hindi, english = [h for h, _ in pairs], [e for _, e in pairs]
 
     tokenizer_path = _tokenizer_path(config, run_dir, hindi, english)
     tokenizer = Tokenizer.from_file(tokenizer_path)
@@ -55,7 +56,8 @@ def prepare_data(config: TrainConfig, data_dir: Path, run_dir: Path) -> Prepared
     targets = tokenizer.encode_batch(english, normalize=False)
 
     limit = min(config.data.max_tokens, config.model.max_positions - 1)
-    keep = [i for i, (s, t) in enumerate(zip(sources, targets)) if len(s) < limit and len(t) < limit]
+    keep = [i for i, (s, t) in enumerate(zip(sources, targets, strict=True))
+            if len(s) < limit and len(t) < limit]
     logger.info("training pairs: %d after weighting, %d within %d tokens", len(sources),
                 len(keep), limit)
 

@@ -320,7 +320,7 @@ def _validate(config, data: PreparedData, tokenizer, model, state, metrics_path:
         scores.bleu_signature,
         len(sources),
     )
-    for source, reference, hypothesis in list(zip(sources, references, hypotheses))[
+    for source, reference, hypothesis in list(zip(sources, references, hypotheses, strict=True))[
         : evaluation.samples
     ]:
         logger.info(
@@ -344,7 +344,7 @@ def _dev_loss(data: PreparedData, tokenizer, model, limit: int = 500) -> float:
     sources = tokenizer.encode_batch(data.dev_sources[:limit])
     targets = tokenizer.encode_batch(data.dev_references[:limit])
     max_len = model.config.max_positions - 1
-    pairs = [(s[: max_len - 1], t[: max_len - 1]) for s, t in zip(sources, targets)]
+    pairs = [(s[: max_len - 1], t[: max_len - 1]) for s, t in zip(sources, targets, strict=True)]
     total, tokens = 0.0, 0
     device = model.embedding.weight.device
     for start in range(0, len(pairs), 32):

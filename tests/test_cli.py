@@ -1,0 +1,122 @@
+"""Tests of the ``nmt`` command line: translate through stdin and stdout, errors, help."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nmt.cli import main
+from nmt.translator import Translator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Non-empty lines carry a number each, so that the output order is visible.
+LINES = [
+    "नमस्ते, आप कैसे हैं? मैं 101 बार आया।",
+    "",
+    "मैं 202 घर जा रहा हूँ।",
+    "",
+    "",
+    "303",
+    "भारत की राजधानी नई दिल्ली है। वहाँ 404 लोग हैं। बाकी 505 कहाँ हैं?",
+    "   ",
+]
+
+
+def run_translate(monkeypatch, capsys, model_dir: Path, lines: list[str], *options: str):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(f"{line}\n" for line in lines)))
+    status = main(["translate", "--model", str(model_dir), *options])
+    return status, capsys.readouterr()
+
+
+@pytest.mark.parametrize("options", [(), ("--batch-lines", "2"), ("--beam-size", "1")])
+def test_translate_one_line_per_line(monkeypatch, capsys, tiny_model_dir: Path,
+                                     options: tuple[str, ...]) -> None:
+    status, captured = run_translate(monkeypatch, capsys, tiny_model_dir, LINES, *options)
+    outputs = captured.out.split("\n")
+
+    assert status == 0
+    assert outputs[-1] == ""  # the output ends with a newline
+    assert len(outputs[:-1]) == len(LINES)
+    for line, output in zip(LINES, outputs[:-1], strict=True):
+        assert (output.strip() == "") == (line.strip() == ""), (line, output)
+        for number in re.findall(r"\d+", line):
+            assert number in output, (line, output)
+
+
+def test_translate_matches_translator(monkeypatch, capsys, tiny_model_dir: Path) -> None:
+    lines = ["मैं 202 घर जा रहा हूँ।", "यह किताब बहुत अच्छी है।"]
+    _, captured = run_translate(monkeypatch, capsys, tiny_model_dir, lines, "--beam-size", "2")
+    expected = [t.text for t in Translator.load(tiny_model_dir).translate(lines, beam_size=2)]
+    assert captured.out.splitlines() == expected
+
+
+def test_translate_empty_stdin(monkeypatch, capsys, tiny_model_dir: Path) -> None:
+    status, captured = run_translate(monkeypatch, capsys, tiny_model_dir, [])
+    assert status == 0
+    assert captured.out == ""
+
+
+def test_translate_missing_model(monkeypatch, capsys, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-model"
+    status, captured = run_translate(monkeypatch, capsys, missing, ["नमस्ते"])
+    assert status == 2
+    assert str(missing) in captured.err
+    assert captured.out == ""
+
+
+def test_translate_incomplete_model(monkeypatch, capsys, tiny_model_dir: Path,
+                                    tmp_path: Path) -> None:
+    import shutil
+
+    model_dir = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    (model_dir / "tokenizer.model").unlink()
+    status, captured = run_translate(monkeypatch, capsys, model_dir, ["नमस्ते"])
+    assert status == 2
+    assert "tokenizer.model" in captured.err
+
+
+def run_module(*arguments: str, stdin: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run([sys.executable, "-m", "nmt.cli", *arguments], cwd=REPO_ROOT, env=env,
+                          input=stdin.encode("utf-8"), capture_output=True, timeout=120)
+
+
+def test_translate_process_stdin_to_stdout(tiny_model_dir: Path) -> None:
+    result = run_module("--log-level", "WARNING", "translate", "--model", str(tiny_model_dir),
+                        stdin="".join(f"{line}\n" for line in LINES))
+    outputs = result.stdout.decode("utf-8").split("\n")
+    assert result.returncode == 0, result.stderr.decode("utf-8")
+    assert len(outputs) == len(LINES) + 1
+    assert [output.strip() == "" for output in outputs[:-1]] == [
+        line.strip() == "" for line in LINES]
+
+
+def test_help_lists_subcommands() -> None:
+    result = run_module("--help")
+    help_text = result.stdout.decode("utf-8")
+    assert result.returncode == 0
+    for command in ("train-tokenizer", "train", "translate", "evaluate", "average", "export",
+                    "serve"):
+        assert re.search(rf"^\s+{command}\s", help_text, re.MULTILINE), command
+
+
+def test_export_fp16(capsys, tiny_model_dir: Path, tmp_path: Path) -> None:
+    out_dir = tmp_path / "fp16"
+    status = main(["export", "--model", str(tiny_model_dir), "--dtype", "fp16",
+                   "--out", str(out_dir)])
+    assert status == 0
+    assert capsys.readouterr().out.strip() == str(out_dir)
+    assert Translator.load(out_dir).metadata == Translator.load(tiny_model_dir).metadata
+
+
+def test_unknown_subcommand_exits_2(capsys) -> None:
+    with pytest.raises(SystemExit) as error:
+        main(["no-such-command"])
+    assert error.value.code == 2
