@@ -1,10 +1,23 @@
 """Placeholders for spans that must pass through translation unchanged.
 
-Numbers, URLs, e-mail addresses, @handles, #hashtags and runs of Latin-script text inside Hindi are
-replaced by placeholder tokens ``｟0｠``, ``｟1｠``, ... before encoding. The tokenizer has each placeholder
-as one piece, and training pairs carry the same placeholders wherever a span occurs verbatim on both
-sides, so the model learns to copy them. After decoding, `restore` puts every span back exactly once:
-a placeholder the model dropped is appended, and a repeated or unknown one is deleted.
+Spans are replaced by placeholder tokens ``｟0｠``, ``｟1｠``, ... before encoding. The tokenizer
+has each placeholder as one piece, and training pairs carry the same placeholders wherever a span
+occurs verbatim on both sides, so the model learns to copy them. After decoding, `restore` puts
+every span back exactly once: a placeholder the model dropped is appended, and a repeated or
+unknown one is deleted.
+
+Two sets of span kinds exist:
+
+- Training (`protect_pair`): numbers, URLs, e-mail addresses, @handles, #hashtags and runs of
+  ASCII Latin text. The released model was trained with exactly these, so they stay as they are.
+- Translation (`protect`, `find_spans`): the training kinds, plus phone numbers, amounts with a
+  currency ("Rs. 500/-", "₹ 500"), number ranges and dates ("10-15", "15-08-2024"), temperatures
+  ("30°C"), Latin words with diacritics ("Zürich"), and runs of characters that are neither
+  Devanagari, Latin, digits nor common punctuation: emoji, symbols such as ✓ or →, and letters of
+  other scripts (Chinese, Arabic, Bengali). The tokenizer has no pieces for most of these, so the
+  model would see byte pieces or the unknown piece and could write anything for them. As
+  placeholders they come back as they were. Spans that touch are merged into one ("5km",
+  "₹500👍"), so that no space appears between them.
 """
 
 from __future__ import annotations
@@ -14,6 +27,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "MAX_PLACEHOLDERS",
+    "find_spans",
     "ProtectedText",
     "placeholder",
     "placeholder_symbols",
@@ -29,7 +43,9 @@ _PLACEHOLDER = re.compile(_OPEN + r"(\d+)" + _CLOSE)
 
 _TRAILING_PUNCTUATION = ".,;:!?)]}'\"।"
 
-# Alternatives are tried left to right at each position, so longer kinds come first.
+# Alternatives are tried left to right at each position, so longer kinds come first. A Latin word
+# directly followed by "@" is the local part of an e-mail address, so the Latin run ends before it.
+# These are the training kinds: changing them changes the training data.
 _SPAN = re.compile(
     r"""
     (?P<url>(?:https?://|www\.)[^\s<>"]+)
@@ -37,7 +53,45 @@ _SPAN = re.compile(
   | (?P<handle>(?<![\w@])@[A-Za-z0-9_]+)
   | (?P<hashtag>(?<![\w#])\#[^\s#.,;:!?।]+)
   | (?P<number>[₹$€£]?\d+(?:[.,:/]\d+)*%?)
-  | (?P<latin>[A-Za-z][A-Za-z0-9'&+_-]*(?:[ .][A-Za-z][A-Za-z0-9'&+_-]*)*)
+  | (?P<latin>[A-Za-z][A-Za-z0-9'&+_-]*(?![\w.+-]*@)
+              (?:[ .][A-Za-z][A-Za-z0-9'&+_-]*(?![\w.+-]*@))*)
+    """,
+    re.VERBOSE,
+)
+
+# Latin letters with and without diacritics (Latin-1 Supplement and Latin Extended-A and -B, less
+# the signs × and ÷), and what may follow them inside a word, combining diacritics included.
+_LATIN_LETTER = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
+_LATIN_BODY = _LATIN_LETTER + "\u0300-\u036f0-9'’&+_-"
+
+# Characters that are not part of a foreign run: ASCII, Latin-1 punctuation and letters, Latin
+# Extended, combining diacritics, the Devanagari blocks, typographic punctuation (dashes, quotes,
+# ellipsis, bullet), currency signs and whitespace. The ZWJ of an emoji sequence and variation
+# selectors fall outside, so they belong to the emoji's run.
+_KNOWN = (
+    "\x00-\x7f\u00a0-\u024f\u0300-\u036f\u0900-\u097f\u1cd0-\u1cff\ua8e0-\ua8ff"
+    "\u2010-\u2027\u2030-\u205e\u20a0-\u20cf\\s"
+)
+# A run of foreign characters, with any combining diacritics that follow them.
+_FOREIGN_RUN = f"[^{_KNOWN}](?:[^{_KNOWN}]|[\u0300-\u036f])*"
+
+_CURRENCY = "₹$€£¥"
+_NUMBER = r"\d+(?:[.,:/]\d+)*(?:%|°[CF]?)?"
+
+# The translation kinds, a superset of `_SPAN`.
+_INPUT_SPAN = re.compile(
+    rf"""
+    (?P<url>(?:https?://|www\.)[^\s<>"]+)
+  | (?P<email>[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)
+  | (?P<handle>(?<![\w@])@[A-Za-z0-9_]+)
+  | (?P<hashtag>(?<![\w#])\#[^\s#.,;:!?।]+)
+  | (?P<phone>(?<![\w+])\+\d{{1,3}}(?:[ -]?\d{{2,5}}){{2,4}}(?!\w)
+              | (?<!\w)\d{{5}}[ -]\d{{5}}(?!\w))
+  | (?P<number>(?:(?<![A-Za-z])(?:Rs\.?|INR)\ ?|[{_CURRENCY}]\ ?)?{_NUMBER}
+               (?:\ ?[-–]\ ?[{_CURRENCY}]?{_NUMBER})*(?:/-)?)
+  | (?P<latin>[{_LATIN_LETTER}][{_LATIN_BODY}]*(?![\w.+-]*@)
+              (?:[ .][{_LATIN_LETTER}][{_LATIN_BODY}]*(?![\w.+-]*@))*)
+  | (?P<foreign>{_FOREIGN_RUN}(?:\ {_FOREIGN_RUN})*)
     """,
     re.VERBOSE,
 )
@@ -61,9 +115,9 @@ class ProtectedText:
     spans: tuple[str, ...]
 
 
-def _find_spans(text: str) -> list[tuple[int, int]]:
+def _find_spans(text: str, pattern: re.Pattern[str] = _SPAN) -> list[tuple[int, int]]:
     spans = []
-    for match in _SPAN.finditer(text):
+    for match in pattern.finditer(text):
         start, end = match.span()
         # A URL or hashtag at the end of a sentence must not swallow its full stop.
         if match.lastgroup in ("url", "hashtag"):
@@ -74,15 +128,30 @@ def _find_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def protect(text: str) -> ProtectedText:
-    """Replace the protectable spans of `text` with placeholders, numbered in order of appearance.
+def find_spans(text: str) -> list[tuple[int, int]]:
+    """Return the (start, end) offsets of the spans that `protect` replaces, in order.
 
-    Spans past `MAX_PLACEHOLDERS` stay as plain text for the model to translate.
+    Spans of the translation kinds that touch are merged into one.
+    """
+    merged: list[tuple[int, int]] = []
+    for start, end in _find_spans(text, _INPUT_SPAN):
+        if merged and merged[-1][1] == start:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def protect(text: str) -> ProtectedText:
+    """Replace the spans of `text` (see `find_spans`) with placeholders, numbered in order.
+
+    Spans past `MAX_PLACEHOLDERS` stay as plain text for the model to translate, so callers cut a
+    text with more spans into pieces first (`nmt.translator.Translator` does).
     """
     pieces: list[str] = []
     spans: list[str] = []
     last = 0
-    for start, end in _find_spans(text)[:MAX_PLACEHOLDERS]:
+    for start, end in find_spans(text)[:MAX_PLACEHOLDERS]:
         pieces.append(text[last:start])
         pieces.append(placeholder(len(spans)))
         spans.append(text[start:end])
@@ -92,7 +161,7 @@ def protect(text: str) -> ProtectedText:
 
 
 def protect_pair(source: str, target: str) -> tuple[str, str]:
-    """Put placeholders into a training pair wherever a source span occurs once, verbatim, in both sides.
+    """Put placeholders into a training pair where a source span occurs once, verbatim, per side.
 
     A span the target writes differently (a number spelled out, a name transliterated) stays as
     text, so the model also keeps learning to translate such spans.
@@ -126,17 +195,23 @@ def _replace_whole(text: str, span: str, token: str) -> str:
 
 
 def restore(translation: str, spans: tuple[str, ...]) -> str:
-    """Replace placeholders in a translation by their spans, so that each span appears exactly once."""
+    """Replace placeholders in a translation by their spans, so that each span appears exactly once.
+
+    Placeholder brackets that the model wrote outside a whole placeholder are deleted.
+    """
     used: set[int] = set()
+    pieces = []
+    # The split alternates text between placeholders (even items) and placeholder numbers (odd).
+    for position, part in enumerate(_PLACEHOLDER.split(translation)):
+        if position % 2 == 0:
+            pieces.append(part.replace(_OPEN, "").replace(_CLOSE, ""))
+            continue
+        index = int(part)
+        if index < len(spans) and index not in used:
+            used.add(index)
+            pieces.append(spans[index])
 
-    def fill(match: re.Match[str]) -> str:
-        index = int(match.group(1))
-        if index >= len(spans) or index in used:
-            return ""
-        used.add(index)
-        return spans[index]
-
-    text = _PLACEHOLDER.sub(fill, translation)
+    text = "".join(pieces)
     missing = [spans[i] for i in range(len(spans)) if i not in used]
     if missing:
         text = _append_before_final_punctuation(text, " ".join(missing))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Segmented", "split_text"]
+__all__ = ["Segmented", "split_text", "split_to_fit"]
 
 _LINE_BREAK = re.compile(r"\r\n|[\n\r\u0085\u2028\u2029]")
 
@@ -62,8 +62,9 @@ _MAX_DOTTED_PART_CHARS = 4
 
 _URL_OR_EMAIL = re.compile(r"(?:https?://|ftp://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.I)
 
-# Break points for a sentence longer than the model accepts, best first.
-_CLAUSE_BREAK = re.compile(r"[,;:،—–](?=\s)")
+# Break points for a sentence longer than the model accepts, best first. Sentence ends are among
+# them because the translator also cuts texts that were not split into sentences.
+_CLAUSE_BREAK = re.compile(r"[,;:،—–।॥?!.](?=\s)")
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -109,8 +110,7 @@ def split_text(
     """Split `text` into sentences to translate and the literal text that surrounds them.
 
     With `max_tokens` and `count_tokens`, a sentence longer than `max_tokens` tokens is
-    cut further, at a clause break (`,`, `;`, `:`, dash) where possible, else at a space,
-    else inside a word, so that every piece fits the model's source length.
+    cut further by `split_to_fit`, so that every piece fits the model's source length.
     """
     if (max_tokens is None) != (count_tokens is None):
         raise ValueError("max_tokens and count_tokens must be given together")
@@ -232,17 +232,41 @@ def _add_within_limit(
     builder: _Builder, sentence: str, max_tokens: int, count_tokens: Callable[[str], int]
 ) -> None:
     """Add `sentence` as one or more pieces of at most `max_tokens` tokens each."""
-    rest = sentence
+    for piece, space_after in _cut_to_fit(sentence, max_tokens, count_tokens):
+        builder.add_sentence(piece)
+        builder.add_literal(space_after)
+
+
+def split_to_fit(text: str, max_tokens: int, count_tokens: Callable[[str], int]) -> list[str]:
+    """Cut `text` into pieces of at most `max_tokens` tokens, without the whitespace between them.
+
+    Cuts go at a clause break (`,`, `;`, `:`, a dash or a sentence end) where possible, else at a
+    space, else inside a word. Joining the pieces with the whitespace removed at each cut gives
+    `text` back. This is the one place where over-long input is cut, for `split_text` and for the
+    translator.
+    """
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+    return [piece for piece, _ in _cut_to_fit(text, max_tokens, count_tokens)]
+
+
+def _cut_to_fit(
+    text: str, max_tokens: int, count_tokens: Callable[[str], int]
+) -> list[tuple[str, str]]:
+    """Return the pieces of `split_to_fit`, each with the whitespace that followed it."""
+    pieces = []
+    rest = text
     while count_tokens(rest) > max_tokens:
         cut = _find_cut(rest, max_tokens, count_tokens)
         piece, rest = rest[:cut], rest[cut:]
         stripped_piece = piece.rstrip()
         stripped_rest = rest.lstrip()
-        builder.add_sentence(stripped_piece)
-        builder.add_literal(piece[len(stripped_piece) :] + rest[: len(rest) - len(stripped_rest)])
+        space = piece[len(stripped_piece) :] + rest[: len(rest) - len(stripped_rest)]
+        pieces.append((stripped_piece, space))
         rest = stripped_rest
         logger.debug("cut an over-long sentence after %d characters", cut)
-    builder.add_sentence(rest)
+    pieces.append((rest, ""))
+    return pieces
 
 
 def _find_cut(text: str, max_tokens: int, count_tokens: Callable[[str], int]) -> int:

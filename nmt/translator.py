@@ -1,43 +1,73 @@
-"""`Translator`: a model directory turned into a function from Hindi strings to English strings."""
+"""`Translator`: a model directory turned into a function from Hindi strings to English strings.
+
+Each text goes through these steps:
+
+1. `normalize_input`, then a cut into pieces that fit the model: at most `max_source_tokens` tokens
+   (`nmt.segment.split_to_fit`, at clause or word boundaries) and at most `MAX_PLACEHOLDERS` spans.
+2. `protect` replaces numbers, URLs, Latin text, emoji and other scripts by placeholders. A piece
+   with no Devanagari letter left is not translated: it comes back as it is.
+3. The pieces are searched in batches of similar length. Unknown and byte-fallback pieces are
+   dropped from the output and the placeholders are restored.
+4. An output that is empty, still contains Devanagari, repeats itself or reached the maximum output
+   length is searched once more with other settings (`Translator._retry_options`). The attempt
+   with fewer problems wins, and the problems left are reported as flags (`nmt.quality.FLAGS`).
+"""
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from nmt.model_dir import load_model_dir
-from nmt.normalize import normalize_text
-from nmt.protect import protect, restore
-from nmt.search import beam_search, greedy_search
+from nmt.normalize import normalize_input
+from nmt.protect import MAX_PLACEHOLDERS, find_spans, placeholder, protect, restore
+from nmt.quality import (
+    FLAG_NOT_HINDI,
+    FLAG_SPLIT,
+    FLAG_TRUNCATED,
+    NOT_HINDI_SHARE,
+    PROBLEM_FLAGS,
+    devanagari_share,
+    has_devanagari_letters,
+    output_problems,
+    sort_flags,
+)
+from nmt.search import beam_search, greedy_search, max_output_lengths
+from nmt.segment import split_to_fit
 
 __all__ = ["Hypothesis", "SearchOptions", "Translation", "Translator"]
 
 logger = logging.getLogger(__name__)
 
-_CLAUSE_END = (",", ";", ":", "।", "?", "!")
+# The second search of a sentence whose first output has a problem: repeated 3-grams banned, and,
+# where the first search banned them already, greedy search after beam search or the reverse.
+RETRY_NO_REPEAT_NGRAM_SIZE = 3
+RETRY_BEAM_SIZE = 4
 
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """One candidate translation and its score (log-probability over the GNMT length penalty)."""
+    """One candidate translation, its score (log-probability over the GNMT length penalty) and
+    the problems found in it (`nmt.quality.FLAGS`)."""
 
     text: str
     score: float
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Translation:
-    """The best translation of one input and its n-best list, best first."""
+    """The best translation of one input, its n-best list (best first) and its flags."""
 
     text: str
     score: float
     alternatives: list[Hypothesis]
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,11 +90,16 @@ class SearchOptions:
 
 @dataclass
 class _Unit:
-    """One piece of input that fits the model: a whole text, or part of a long one."""
+    """One piece of input that fits the model: a whole text, or part of a long one.
+
+    `ids` is empty for a piece that is passed through without translation.
+    """
 
     text_index: int
+    source: str
     spans: tuple[str, ...]
     ids: list[int]
+    hypotheses: list[Hypothesis] = field(default_factory=list)
 
 
 class Translator:
@@ -78,6 +113,9 @@ class Translator:
         self.options = SearchOptions.from_metadata(metadata)
         # The source gets an eos token, so one position less than the model has.
         self.max_source_tokens = model.config.max_positions - 1
+        self._dropped_ids = {tokenizer.unk_id} | {
+            i for i in range(tokenizer.vocab_size) if tokenizer.is_byte(i)
+        }
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu") -> Translator:
@@ -93,8 +131,11 @@ class Translator:
         return self.model.embedding.weight.device
 
     def count_tokens(self, text: str) -> int:
-        """Return the number of source tokens `text` encodes to."""
-        return len(self.tokenizer.encode(text))
+        """Return the number of source tokens the model reads for `text`, spans as placeholders."""
+        return self._count_normalized(normalize_input(text))
+
+    def _count_normalized(self, text: str) -> int:
+        return len(self.tokenizer.encode(protect(text).text, normalize=False))
 
     def translate(
         self,
@@ -107,55 +148,44 @@ class Translator:
         """Translate each text as one segment; the result is in input order.
 
         A text longer than the model's positions is split at clause or word boundaries and its
-        pieces' translations are joined, so nothing is cut. Empty texts translate to "".
+        pieces' translations are joined, so nothing is cut. Empty texts translate to "". Text
+        without Devanagari letters comes back normalized but untranslated.
         """
         options = self.options if beam_size is None else replace(self.options, beam_size=beam_size)
         if not 1 <= n_best <= options.beam_size:
             raise ValueError(f"n_best must be between 1 and the beam size ({options.beam_size})")
 
-        units = [unit for index, text in enumerate(texts) for unit in self._prepare(index, text)]
-        outputs = self._search(units, options, n_best, max_length)
-
-        pieces: list[list[list[Hypothesis]]] = [[] for _ in texts]
-        for unit, hypotheses in zip(units, outputs):
-            pieces[unit.text_index].append(hypotheses)
-        return [self._combine(parts) for parts in pieces]
+        pieces: list[list[_Unit]] = [self._prepare(index, text) for index, text in enumerate(texts)]
+        units = [unit for text_units in pieces for unit in text_units]
+        searched = [unit for unit in units if unit.ids]
+        found = self._search(searched, options, n_best, max_length)
+        for unit, hypotheses in zip(searched, found, strict=True):
+            unit.hypotheses = hypotheses
+        self._retry(searched, options, n_best, max_length)
+        for unit in units:
+            unit.hypotheses = _finished(unit)
+        return [self._combine(text, text_units)
+                for text, text_units in zip(texts, pieces, strict=True)]
 
     def _prepare(self, index: int, text: str) -> list[_Unit]:
-        text = normalize_text(text)
+        text = normalize_input(text)
         if not text:
             return []
         units = []
-        for chunk in self._split_to_fit(text):
-            protected = protect(chunk)
-            ids = self.tokenizer.encode(protected.text, normalize=False)
-            units.append(_Unit(index, protected.spans, ids[: self.max_source_tokens - 1]))
+        for chunk in split_to_fit(text, self.max_source_tokens, self._count_normalized):
+            for piece in _split_spans(chunk):
+                protected = protect(piece)
+                if not has_devanagari_letters(protected.text):
+                    units.append(_Unit(index, piece, protected.spans, []))
+                    continue
+                ids = self.tokenizer.encode(protected.text, normalize=False)
+                if len(ids) > self.max_source_tokens:
+                    # split_to_fit counts the whole piece; protect may find fewer spans in a part.
+                    logger.warning("a piece of %d tokens is cut to the model's %d source tokens",
+                                   len(ids), self.max_source_tokens)
+                    ids = ids[: self.max_source_tokens]
+                units.append(_Unit(index, piece, protected.spans, ids))
         return units
-
-    def _split_to_fit(self, text: str) -> list[str]:
-        """Split `text` into pieces that each fit the model, preferring clause ends over words."""
-        limit = self.max_source_tokens - 1
-        if len(self.tokenizer.encode(text, normalize=False)) <= limit:
-            return [text]
-        pieces, current = [], []
-        for word in text.split(" "):
-            candidate = " ".join([*current, word])
-            if current and len(self.tokenizer.encode(candidate, normalize=False)) > limit:
-                cut = max((i + 1 for i, w in enumerate(current) if w.endswith(_CLAUSE_END)),
-                          default=len(current))
-                pieces.append(" ".join(current[:cut]))
-                current = current[cut:]
-            current.append(word)
-        pieces.append(" ".join(current))
-        # A single word can still be too long (a long string without spaces): cut it by characters.
-        fitted = []
-        for piece in pieces:
-            while len(self.tokenizer.encode(piece, normalize=False)) > limit:
-                cut = max(1, len(piece) // 2)
-                fitted.extend(self._split_to_fit(piece[:cut]))
-                piece = piece[cut:]
-            fitted.append(piece)
-        return [piece for piece in fitted if piece]
 
     def _search(self, units: list[_Unit], options: SearchOptions, n_best: int,
                 max_length: int | None) -> list[list[Hypothesis]]:
@@ -167,12 +197,18 @@ class Translator:
             longest = len(units[unit_index].ids) + 1
             next_longest = (len(units[order[position + 1]].ids) + 1
                             if position + 1 < len(order) else None)
+            budget = options.max_batch_tokens
             full = (next_longest is not None
-                    and next_longest * (len(batch) + 1) * options.beam_size > options.max_batch_tokens)
+                    and next_longest * (len(batch) + 1) * options.beam_size > budget)
             if next_longest is None or full:
-                for index, hypotheses in zip(batch, self._search_batch(
-                        [units[i] for i in batch], longest, options, n_best, max_length)):
-                    results[index] = hypotheses
+                batch_units = [units[i] for i in batch]
+                found = self._search_batch(batch_units, longest, options, n_best, max_length)
+                for index, unit, hypotheses in zip(batch, batch_units, found, strict=True):
+                    if not hypotheses:  # a search returns at least one; an empty list is a bug
+                        logger.error("the search returned no hypothesis for a piece of %d tokens",
+                                     len(unit.ids))
+                        hypotheses = [Hypothesis("", 0.0)]
+                    results[index] = self._check(unit, hypotheses, options, max_length)
                 batch = []
         return results
 
@@ -195,19 +231,101 @@ class Translator:
             found = beam_search(self.model, source, beam_size=options.beam_size, n_best=n_best,
                                 **common)
         return [[Hypothesis(self._detokenize(h.tokens, unit.spans), h.score) for h in hypotheses]
-                for unit, hypotheses in zip(units, found)]
+                for unit, hypotheses in zip(units, found, strict=True)]
 
     def _detokenize(self, tokens: list[int], spans: tuple[str, ...]) -> str:
-        text = self.tokenizer.decode(tokens).replace("\ufffd", "")
-        return re.sub(r"\s+", " ", restore(text, spans)).strip()
+        # Unknown and byte-fallback pieces would decode to "⁇", stray bytes or U+FFFD.
+        kept = [token for token in tokens if token not in self._dropped_ids]
+        text = self.tokenizer.decode(kept).replace("\ufffd", "")
+        return " ".join(restore(text, spans).split())
 
-    @staticmethod
-    def _combine(parts: list[list[Hypothesis]]) -> Translation:
-        if not parts:
+    def _check(self, unit: _Unit, hypotheses: list[Hypothesis], options: SearchOptions,
+               max_length: int | None) -> list[Hypothesis]:
+        """Return `hypotheses` with the problems of each in its flags."""
+        limit = int(max_output_lengths(torch.tensor([len(unit.ids) + 1]), options.max_length_ratio,
+                                       options.max_length_extra, self.model.config.max_positions,
+                                       max_length)[0])
+        checked = []
+        for hypothesis in hypotheses:
+            problems = set(output_problems(hypothesis.text, unit.spans))
+            # The search ends an output after limit - 1 tokens by forcing eos.
+            if self._output_tokens(hypothesis.text, unit.spans) >= limit - 1:
+                problems.add(FLAG_TRUNCATED)
+            checked.append(replace(hypothesis, flags=sort_flags(problems)))
+        return checked
+
+    def _output_tokens(self, text: str, spans: tuple[str, ...]) -> int:
+        # NOTE: the output is re-encoded because a search engine (such as CTranslate2) may return
+        # text only. SentencePiece may segment the text in fewer pieces than the search produced.
+        for index, span in enumerate(spans):
+            text = text.replace(span, placeholder(index), 1)
+        return len(self.tokenizer.encode(text, normalize=False))
+
+    def _retry_options(self, options: SearchOptions) -> SearchOptions:
+        if options.no_repeat_ngram_size < RETRY_NO_REPEAT_NGRAM_SIZE:
+            return replace(options, no_repeat_ngram_size=RETRY_NO_REPEAT_NGRAM_SIZE)
+        return replace(options, beam_size=1 if options.beam_size > 1 else RETRY_BEAM_SIZE)
+
+    def _retry(self, units: list[_Unit], options: SearchOptions, n_best: int,
+               max_length: int | None) -> None:
+        """Search once more each unit whose best output has a problem; keep the better attempt."""
+        failed = [unit for unit in units if _needs_retry(unit.hypotheses[0], max_length)]
+        if not failed:
+            return
+        retry_options = self._retry_options(options)
+        retry_n_best = min(n_best, retry_options.beam_size)
+        logger.debug("searching %d of %d pieces again with beam size %d and no repeated %d-grams",
+                     len(failed), len(units), retry_options.beam_size,
+                     retry_options.no_repeat_ngram_size)
+        again = self._search(failed, retry_options, retry_n_best, max_length)
+        for unit, hypotheses in zip(failed, again, strict=True):
+            if len(hypotheses[0].flags) < len(unit.hypotheses[0].flags):
+                unit.hypotheses = hypotheses
+
+    def _combine(self, text: str, units: list[_Unit]) -> Translation:
+        if not units:
             return Translation("", 0.0, [Hypothesis("", 0.0)])
-        if len(parts) == 1:
-            best = parts[0][0]
-            return Translation(best.text, best.score, parts[0])
-        text = " ".join(hypotheses[0].text for hypotheses in parts)
-        score = sum(hypotheses[0].score for hypotheses in parts) / len(parts)
-        return Translation(text, score, [Hypothesis(text, score)])
+
+        flags = {flag for unit in units for flag in unit.hypotheses[0].flags}
+        share = devanagari_share(text)
+        if share is not None and share < NOT_HINDI_SHARE:
+            flags.add(FLAG_NOT_HINDI)
+        if len(units) == 1:
+            best = units[0].hypotheses[0]
+            return Translation(best.text, best.score, units[0].hypotheses, sort_flags(flags))
+
+        flags.add(FLAG_SPLIT)
+        best_texts = [unit.hypotheses[0].text for unit in units]
+        joined = " ".join(piece for piece in best_texts if piece)
+        searched = [unit.hypotheses[0].score for unit in units if unit.ids]
+        score = sum(searched) / len(searched) if searched else 0.0
+        return Translation(joined, score, [Hypothesis(joined, score)], sort_flags(flags))
+
+
+def _split_spans(text: str) -> list[str]:
+    """Cut `text` at spaces so that each piece has at most `MAX_PLACEHOLDERS` spans."""
+    pieces = []
+    spans = find_spans(text)
+    while len(spans) > MAX_PLACEHOLDERS:
+        last_end, next_start = spans[MAX_PLACEHOLDERS - 1][1], spans[MAX_PLACEHOLDERS][0]
+        space = text.rfind(" ", last_end, next_start)
+        cut = space if space != -1 else next_start
+        pieces.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+        spans = find_spans(text)
+    pieces.append(text)
+    return [piece for piece in pieces if piece]
+
+
+def _needs_retry(best: Hypothesis, max_length: int | None) -> bool:
+    # Reaching a max_length the caller set is expected; another search would reach it too.
+    if max_length is not None and best.flags == (FLAG_TRUNCATED,):
+        return False
+    return any(flag in PROBLEM_FLAGS for flag in best.flags)
+
+
+def _finished(unit: _Unit) -> list[Hypothesis]:
+    """Return the unit's final hypotheses, or its text for a unit passed through."""
+    if not unit.ids:
+        return [Hypothesis(unit.source, 0.0)]
+    return unit.hypotheses

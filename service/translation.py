@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from nmt.segment import Segmented, split_text
+from nmt.pipeline import TextResult, assemble, segment_texts
+from nmt.segment import Segmented
 from service.batcher import DecodeOptions, DynamicBatcher
 
 if TYPE_CHECKING:
@@ -20,8 +20,6 @@ logger = logging.getLogger(__name__)
 class TranslatorLike(Protocol):
     """The part of `nmt.translator.Translator` that the service uses."""
 
-    max_source_tokens: int
-
     def translate(
         self,
         texts: Sequence[str],
@@ -32,20 +30,6 @@ class TranslatorLike(Protocol):
     ) -> list[Any]: ...
 
     def count_tokens(self, text: str) -> int: ...
-
-
-@dataclass(frozen=True)
-class TextResult:
-    """Translation of one input text, with its score and next-best alternatives.
-
-    `sentences` pairs each sentence sent to the model with its best translation.
-    """
-
-    translation: str
-    score: float
-    alternatives: list[str]
-    alternative_scores: list[float] = field(default_factory=list)
-    sentences: list[tuple[str, str]] = field(default_factory=list)
 
 
 def run_translator(
@@ -70,9 +54,8 @@ class TranslationService:
     async def translate(self, texts: list[str], options: DecodeOptions) -> list[TextResult]:
         """Translate `texts`, keeping their order and the layout of each one.
 
-        All sentences of all texts go to the batcher as one job. With n_best > 1, the
-        k-th alternative of a text joins the k-th hypothesis of each of its sentences (or
-        the sentence's last hypothesis when it has fewer).
+        The steps are those of `nmt.pipeline.translate_texts`, with the batcher between
+        segmentation and assembly: all sentences of all texts go to it as one job.
         """
         # Segmentation and token counting take milliseconds for long inputs: keep them
         # off the event loop too.
@@ -84,7 +67,8 @@ class TranslationService:
         position = 0
         for item in segmented:
             count = len(item.sentences)
-            results.append(_assemble(item, translations[position : position + count], options))
+            sentence_translations = translations[position : position + count]
+            results.append(assemble(item, sentence_translations, options.n_best))
             position += count
         return results
 
@@ -114,40 +98,7 @@ class TranslationService:
         return await self.batcher.run_in_worker(compute)
 
     def _segment(self, texts: list[str]) -> tuple[list[Segmented], list[int]]:
-        limit = self.translator.max_source_tokens
+        segmented = segment_texts(texts)
         count_tokens = self.translator.count_tokens
-        segmented = [
-            split_text(text, max_tokens=limit, count_tokens=count_tokens) for text in texts
-        ]
         tokens = [count_tokens(sentence) for item in segmented for sentence in item.sentences]
         return segmented, tokens
-
-
-def _assemble(item: Segmented, translations: Sequence[Any], options: DecodeOptions) -> TextResult:
-    """Join one text's sentence translations back into its layout."""
-    if not translations:  # nothing to translate: numbers, punctuation or URLs only
-        return TextResult(translation=item.join([]), score=0.0, alternatives=[])
-
-    best = item.join([translation.text for translation in translations])
-    score = sum(translation.score for translation in translations) / len(translations)
-
-    hypotheses = [translation.alternatives or [translation] for translation in translations]
-    available = max(len(hyps) for hyps in hypotheses)
-    alternatives = []
-    alternative_scores = []
-    for rank in range(1, min(options.n_best, available)):
-        chosen = [hyps[min(rank, len(hyps) - 1)] for hyps in hypotheses]
-        alternatives.append(item.join([hypothesis.text for hypothesis in chosen]))
-        alternative_scores.append(sum(hypothesis.score for hypothesis in chosen) / len(chosen))
-
-    sentences = [
-        (sentence, translation.text)
-        for sentence, translation in zip(item.sentences, translations, strict=True)
-    ]
-    return TextResult(
-        translation=best,
-        score=score,
-        alternatives=alternatives,
-        alternative_scores=alternative_scores,
-        sentences=sentences,
-    )
