@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nmt.normalize import normalize_text
+from nmt.normalize import normalize_input
 from nmt.protect import placeholder, protect
 from nmt.translator import Translator
 
@@ -40,7 +40,7 @@ def cross_attention(
 ) -> AttentionMap:
     """Compute one decoder layer's cross-attention while the model reproduces a translation.
 
-    The source goes through the translator's preprocessing (`normalize_text`, then `protect`),
+    The source goes through the translator's preprocessing (`normalize_input`, then `protect`),
     and the target is `target_text` re-encoded, with each protected source span that it contains
     put back as its placeholder, as the model produced it. Both sides keep their eos token as the
     last entry, labelled with the tokenizer's eos piece (``</s>``). The source eos column is part
@@ -59,9 +59,9 @@ def cross_attention(
     model, tokenizer = translator.model, translator.tokenizer
     layer_index = _resolve_layer(layer, model.config.decoder_layers)
 
-    protected = protect(normalize_text(source_text))
+    protected = protect(normalize_input(source_text))
     source_ids = tokenizer.encode(protected.text, normalize=False)
-    source_ids = source_ids[: translator.max_source_tokens - 1] + [tokenizer.eos_id]
+    source_ids = source_ids[: translator.max_source_tokens] + [tokenizer.eos_id]
 
     # The target input is bos followed by every output token but the last (eos).
     target_ids = tokenizer.encode(_protect_target(target_text, protected.spans))

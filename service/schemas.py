@@ -140,6 +140,11 @@ class TranslationResponse(BaseModel):
     alternative_scores: list[float] | None = Field(
         None, description="Score of each alternative, on the same scale as `score`"
     )
+    flags: list[str] = Field(
+        default_factory=list,
+        description="Warnings about this translation: not_hindi, split, untranslated, "
+        "repetition, truncated (see nmt.quality.FLAGS)",
+    )
     time_ms: float = Field(description="Time spent translating the request, in milliseconds")
     attention: list[SentenceAttention] | None = Field(
         None, description="One attention map per translated sentence; present with return_attention"
@@ -154,6 +159,9 @@ class TranslationsResponse(BaseModel):
     alternatives: list[list[str]] | None = None
     alternative_scores: list[list[float]] | None = Field(
         None, description="Score of each alternative of each text; present with alternatives"
+    )
+    flags: list[list[str]] = Field(
+        default_factory=list, description="Warnings about each translation, in input order"
     )
     time_ms: float
 

@@ -198,6 +198,7 @@ def _build_response(
             score=results[0].score,
             alternatives=alternatives[0] if want_alternatives else None,
             alternative_scores=results[0].alternative_scores if want_alternatives else None,
+            flags=results[0].flags,
             time_ms=round(elapsed_ms, 1),
             attention=attention,
         )
@@ -208,5 +209,6 @@ def _build_response(
         alternative_scores=(
             [result.alternative_scores for result in results] if want_alternatives else None
         ),
+        flags=[result.flags for result in results],
         time_ms=round(elapsed_ms, 1),
     )
