@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nmt.attention import MultiHeadAttention
+from nmt.attention import DecodingLinear, MultiHeadAttention, Packing, transposed_weight
 from nmt.config import ModelConfig
 
 __all__ = ["DecoderCache", "Transformer", "sinusoidal_positions"]
@@ -32,10 +32,10 @@ def sinusoidal_positions(max_positions: int, d_model: int) -> torch.Tensor:
 class FeedForward(nn.Module):
     """Position-wise feed-forward network: Linear(D, F), activation, dropout, Linear(F, D)."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, *, linear: type[nn.Linear] = nn.Linear) -> None:
         super().__init__()
-        self.inner = nn.Linear(config.d_model, config.d_ff)
-        self.outer = nn.Linear(config.d_ff, config.d_model)
+        self.inner = linear(config.d_model, config.d_ff)
+        self.outer = linear(config.d_ff, config.d_model)
         self.activation = F.gelu if config.activation == "gelu" else F.relu
         self.dropout = nn.Dropout(config.dropout)
 
@@ -44,7 +44,7 @@ class FeedForward(nn.Module):
 
 
 class Residual(nn.Module):
-    """A sublayer with dropout, residual connection and layer norm, before (pre-norm) or after it."""
+    """A sublayer with dropout, residual connection and layer norm before (pre-norm) or after it."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -68,8 +68,12 @@ class EncoderLayer(nn.Module):
         self.attention_block = Residual(config)
         self.feed_forward_block = Residual(config)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                packing: Packing | None = None) -> torch.Tensor:
+        """Encode `x` (B, S, D), or its real positions (N, D) when `packing` is given."""
         def attend(h):
+            if packing is not None:
+                return self.self_attention.self_attend_packed(h, packing, mask), None
             key, value = self.self_attention.project_key_value(h)
             return self.self_attention(h, key, value, mask)
 
@@ -90,35 +94,65 @@ class LayerCache:
 
 @dataclass
 class DecoderCache:
-    """Incremental decoding state: the source mask and the keys/values of every decoder layer."""
+    """Incremental decoding state: the source mask and the keys/values of every decoder layer.
 
-    source_mask: torch.Tensor  # (B, 1, 1, S), True at real source tokens
+    With `group` > 1 (see `expand`), each run of `group` consecutive target rows (the beams of one
+    sentence) shares one row of the source mask and of the cross-attention keys and values.
+    """
+
+    source_mask: torch.Tensor  # (B / group, 1, 1, S), True at real source tokens
     layers: list[LayerCache] = field(default_factory=list)
     length: int = 0  # target positions decoded so far
+    group: int = 1  # target rows per source row
+
+    def expand(self, group: int) -> DecoderCache:
+        """Return a cache with `group` target rows per source row, such as the beams of a sentence.
+
+        The source mask and cross-attention keys and values are shared, not copied; cached
+        self-attention keys and values, if any, are repeated.
+        """
+        def repeat(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor.repeat_interleave(group, dim=0)
+
+        layers = [LayerCache(layer.cross_key, layer.cross_value, repeat(layer.self_key),
+                             repeat(layer.self_value)) for layer in self.layers]
+        return DecoderCache(self.source_mask, layers, self.length, self.group * group)
 
     def select(self, indices: torch.Tensor) -> DecoderCache:
-        """Return the cache rows `indices` (B',), for beam reordering and dropping finished rows."""
-        layers = [
-            LayerCache(
-                cross_key=layer.cross_key.index_select(0, indices),
-                cross_value=layer.cross_value.index_select(0, indices),
-                self_key=None if layer.self_key is None else layer.self_key.index_select(0, indices),
-                self_value=None if layer.self_value is None
-                else layer.self_value.index_select(0, indices),
-            )
-            for layer in self.layers
-        ]
-        return DecoderCache(self.source_mask.index_select(0, indices), layers, self.length)
+        """Return the cache rows `indices` (B',), for beam reordering and dropping finished rows.
+
+        In a grouped cache each run of `group` consecutive indices must come from one source row,
+        as beam search's reordering does. The result keeps the grouping.
+        """
+        source_rows = indices
+        if self.group > 1:
+            source_rows = indices.view(-1, self.group)[:, 0] // self.group  # (B' / group,)
+        # Reordering beams within their sentences keeps every source row: skip that copy.
+        keep_source = (source_rows.numel() == self.source_mask.size(0)
+                       and bool((source_rows == torch.arange(source_rows.numel(),
+                                                             device=indices.device)).all()))
+
+        def source_select(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor if keep_source else tensor.index_select(0, source_rows)
+
+        def target_select(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor.index_select(0, indices)
+
+        layers = [LayerCache(source_select(layer.cross_key), source_select(layer.cross_value),
+                             target_select(layer.self_key), target_select(layer.self_value))
+                  for layer in self.layers]
+        return DecoderCache(source_select(self.source_mask), layers, self.length, self.group)
 
 
 class DecoderLayer(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        # The decoder runs on a few rows per step in search, where DecodingLinear is faster.
         self.self_attention = MultiHeadAttention(config.d_model, config.n_heads,
-                                                 config.attention_dropout)
+                                                 config.attention_dropout, linear=DecodingLinear)
         self.cross_attention = MultiHeadAttention(config.d_model, config.n_heads,
-                                                  config.attention_dropout)
-        self.feed_forward = FeedForward(config)
+                                                  config.attention_dropout, linear=DecodingLinear)
+        self.feed_forward = FeedForward(config, linear=DecodingLinear)
         self.self_attention_block = Residual(config)
         self.cross_attention_block = Residual(config)
         self.feed_forward_block = Residual(config)
@@ -131,6 +165,7 @@ class DecoderLayer(nn.Module):
         cache: LayerCache,
         *,
         need_weights: bool = False,
+        group: int = 1,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         def attend_self(h):
             key, value = self.self_attention.project_key_value(h)  # (B, H, T, Dh) each
@@ -142,7 +177,7 @@ class DecoderLayer(nn.Module):
 
         def attend_source(h):
             return self.cross_attention(h, cache.cross_key, cache.cross_value, source_mask,
-                                        need_weights=need_weights)
+                                        need_weights=need_weights, group=group)
 
         x, _ = self.self_attention_block(x, attend_self)
         x, weights = self.cross_attention_block(x, attend_source)
@@ -166,14 +201,16 @@ class Transformer(nn.Module):
         self.register_buffer("positions", sinusoidal_positions(config.max_positions,
                                                                config.d_model), persistent=False)
         self.embedding_dropout = nn.Dropout(config.dropout)
-        self.encoder_layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.encoder_layers))
-        self.decoder_layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.decoder_layers))
+        self.encoder_layers = nn.ModuleList(EncoderLayer(config)
+                                            for _ in range(config.encoder_layers))
+        self.decoder_layers = nn.ModuleList(DecoderLayer(config)
+                                            for _ in range(config.decoder_layers))
         # Pre-norm stacks end with a layer norm; post-norm layers already end normalized.
         self.encoder_norm = nn.LayerNorm(config.d_model) if config.pre_norm else nn.Identity()
         self.decoder_norm = nn.LayerNorm(config.d_model) if config.pre_norm else nn.Identity()
         self.output_projection = None
         if not config.tie_embeddings:
-            self.output_projection = nn.Linear(config.d_model, config.vocab_size, bias=False)
+            self.output_projection = DecodingLinear(config.d_model, config.vocab_size, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -204,11 +241,22 @@ class Transformer(nn.Module):
 
     def encode(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode source ids (B, S); return the memory (B, S, D) and source mask (B, 1, 1, S)."""
-        source_mask = (source != self.pad_id)[:, None, None, :]  # (B, 1, 1, S)
+        keep = source != self.pad_id  # (B, S)
+        source_mask = keep[:, None, None, :]  # (B, 1, 1, S)
         x = self.embed(source)
+
+        # In inference, every layer but attention runs on the real positions only, which skips
+        # the padding of a batch of unequal sentences. Training keeps the padded layout.
+        packing = None
+        if not self.training and not bool(keep.all()):
+            packing = Packing(keep)
+            x = packing.pack(x)  # (N, D)
         for layer in self.encoder_layers:
-            x = layer(x, source_mask)
-        return self.encoder_norm(x), source_mask
+            x = layer(x, source_mask, packing)
+        x = self.encoder_norm(x)
+        if packing is not None:
+            x = packing.unpack(x)  # (B, S, D), zeros at padding
+        return x, source_mask
 
     def start_cache(self, memory: torch.Tensor, source_mask: torch.Tensor) -> DecoderCache:
         """Precompute every decoder layer's cross-attention keys and values from `memory`."""
@@ -240,9 +288,10 @@ class Transformer(nn.Module):
 
         x = self.embed(target, offset=cache.length)
         attention = None
-        for index, (layer, layer_cache) in enumerate(zip(self.decoder_layers, cache.layers)):
+        layers = zip(self.decoder_layers, cache.layers, strict=True)
+        for index, (layer, layer_cache) in enumerate(layers):
             x, weights = layer(x, self_mask, cache.source_mask, layer_cache,
-                               need_weights=index == attention_layer)
+                               need_weights=index == attention_layer, group=cache.group)
             if weights is not None:
                 attention = weights
         cache.length += length
@@ -250,7 +299,12 @@ class Transformer(nn.Module):
 
     def logits(self, states: torch.Tensor) -> torch.Tensor:
         """Project decoder states (..., D) to vocabulary logits (..., V)."""
-        return F.linear(states, self.output_weight)
+        if self.output_projection is None:
+            if self.training or torch.is_grad_enabled():
+                return F.linear(states, self.embedding.weight)
+            return states @ transposed_weight(self, self.embedding.weight)  # see DecodingLinear
+        # A module call, so that a quantized replacement of the projection (nmt.quantize) runs.
+        return self.output_projection(states)
 
     def forward(self, source: torch.Tensor, target_input: torch.Tensor) -> torch.Tensor:
         """Return decoder states (B, T, D) for teacher forcing; apply `logits` for scores."""

@@ -43,12 +43,12 @@ def _ban_repeated_ngrams(prefixes: torch.Tensor, log_probs: torch.Tensor, size: 
     """
     if size <= 0 or prefixes.size(1) < size:
         return
-    for row, tokens in enumerate(prefixes.tolist()):
-        context = tuple(tokens[len(tokens) - size + 1:])
-        banned = [tokens[i + size - 1] for i in range(len(tokens) - size + 1)
-                  if tuple(tokens[i:i + size - 1]) == context]
-        if banned:
-            log_probs[row, banned] = float("-inf")
+    windows = prefixes.unfold(1, size, 1)  # every n-gram of each prefix (N, L - size + 1, size)
+    context = prefixes[:, prefixes.size(1) - size + 1:]  # the last size - 1 tokens (N, size - 1)
+    # An n-gram whose first size - 1 tokens equal the context bans its last token.
+    repeats = (windows[:, :, :-1] == context[:, None, :]).all(dim=-1)  # (N, L - size + 1)
+    rows, starts = repeats.nonzero(as_tuple=True)
+    log_probs[rows, windows[rows, starts, -1]] = float("-inf")
 
 
 @torch.inference_mode()
@@ -64,34 +64,45 @@ def greedy_search(
     no_repeat_ngram_size: int = 0,
     max_length: int | None = None,
 ) -> list[Hypothesis]:
-    """Translate source ids (B, S) by taking the most probable token at each step."""
+    """Translate source ids (B, S) by taking the most probable token at each step.
+
+    A sentence leaves the batch once it has emitted eos, so the model only runs on live rows.
+    """
     batch = source.size(0)
+    device = source.device
     memory, source_mask = model.encode(source)
     cache = model.start_cache(memory, source_mask)
     max_lengths = max_output_lengths(source_mask.view(batch, -1).sum(-1), max_length_ratio,
                                      max_length_extra, model.config.max_positions, max_length)
+    steps = int(max_lengths.max())
 
-    tokens = torch.full((batch, 1), bos_id, dtype=torch.long, device=source.device)  # (B, 1)
-    log_prob = torch.zeros(batch, device=source.device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=source.device)
-    for step in range(int(max_lengths.max())):
-        states, _ = model.decode(tokens[:, -1:], cache)
-        step_scores = torch.log_softmax(model.logits(states[:, -1]).float(), dim=-1)  # (B, V)
-        _ban_repeated_ngrams(tokens[:, 1:], step_scores, no_repeat_ngram_size)
-        at_limit = max_lengths <= step + 1
-        step_scores[at_limit] = float("-inf")
-        step_scores[at_limit, eos_id] = 0.0
+    # Row b contains bos, the tokens of sentence b, and eos from the step it finished on.
+    tokens = torch.full((batch, steps + 1), eos_id, dtype=torch.long, device=device)  # (B, L)
+    tokens[:, 0] = bos_id
+    log_prob = torch.zeros(batch, device=device)
+    live = torch.arange(batch, device=device)  # sentences still decoding (b,)
+    for step in range(steps):
+        states, _ = model.decode(tokens[live, step:step + 1], cache)
+        step_scores = torch.log_softmax(model.logits(states[:, -1]).float(), dim=-1)  # (b, V)
+        _ban_repeated_ngrams(tokens[live, 1:step + 1], step_scores, no_repeat_ngram_size)
+        at_limit = max_lengths[live] <= step + 1
+        if at_limit.any():
+            step_scores[at_limit] = float("-inf")
+            step_scores[at_limit, eos_id] = 0.0
 
-        best_score, best = step_scores.max(dim=-1)  # (B,)
-        best = best.masked_fill(finished, eos_id)
-        log_prob += best_score.masked_fill(finished, 0.0)
-        tokens = torch.cat([tokens, best[:, None]], dim=1)  # (B, step + 2)
-        finished |= best == eos_id
-        if finished.all():
-            break
+        best_score, best = step_scores.max(dim=-1)  # (b,)
+        log_prob[live] += best_score
+        tokens[live, step + 1] = best
+        ended = best == eos_id
+        if ended.any():
+            still = (~ended).nonzero().view(-1)
+            if still.numel() == 0:
+                break
+            live = live[still]
+            cache = cache.select(still)
 
     hypotheses = []
-    for row, score in zip(tokens[:, 1:].tolist(), log_prob.tolist()):
+    for row, score in zip(tokens[:, 1:].tolist(), log_prob.tolist(), strict=True):
         output = row[:row.index(eos_id)] if eos_id in row else row
         penalty = length_penalty(len(output) + 1, alpha)
         hypotheses.append(Hypothesis(output, score / penalty, score))
@@ -127,8 +138,7 @@ def beam_search(
     memory, source_mask = model.encode(source)
     max_lengths = max_output_lengths(source_mask.view(batch, -1).sum(-1), max_length_ratio,
                                      max_length_extra, model.config.max_positions, max_length)
-    rows = torch.arange(batch, device=device).repeat_interleave(beam)  # (B·K,)
-    cache = model.start_cache(memory, source_mask).select(rows)
+    cache = model.start_cache(memory, source_mask).expand(beam)  # B·K target rows
 
     tokens = torch.full((batch * beam, 1), bos_id, dtype=torch.long, device=device)  # (B·K, 1)
     beam_scores = torch.zeros(batch, beam, device=device)
@@ -143,8 +153,9 @@ def beam_search(
         vocab = step_scores.size(-1)
         _ban_repeated_ngrams(tokens[:, 1:], step_scores, no_repeat_ngram_size)
         at_limit = (max_lengths[sentence_ids] <= step + 1).repeat_interleave(beam)  # (b·K,)
-        step_scores[at_limit] = float("-inf")
-        step_scores[at_limit, eos_id] = 0.0
+        if at_limit.any():
+            step_scores[at_limit] = float("-inf")
+            step_scores[at_limit, eos_id] = 0.0
 
         total = (beam_scores.view(-1, 1) + step_scores).view(live, beam * vocab)  # (b, K·V)
         candidate_scores, candidates = total.topk(2 * beam, dim=1)  # (b, 2K), best first

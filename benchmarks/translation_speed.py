@@ -1,0 +1,175 @@
+"""Translation speed of the PyTorch engine against CTranslate2 on the same weights.
+
+Both engines translate the first N sentences of the IITB test set (newstest2014 hi-en) through the
+same `Translator` front end: normalization, placeholders and length-sorted batches. Only the search
+differs, `nmt.search` on PyTorch or CTranslate2's `translate_batch` on a model exported by
+`nmt.ct2.export_ct2`. Every combination of search (greedy, beam 4), batch size (1, 32) and
+compute type runs with the same thread count. The int8 compute type is torch dynamic quantization
+of the linear layers (`nmt.quantize`) for PyTorch and CTranslate2's int8 compute type. Target
+tokens are the SentencePiece pieces of the output text, counted the same way for both engines.
+
+    python benchmarks/translation_speed.py --model runs/cpu-small/best --data-dir ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from nmt.quantize import quantize_translator  # noqa: E402
+from nmt.translator import Translator  # noqa: E402
+from training.evaluate import read_lines, score_corpus  # noqa: E402
+
+TEST_SET = Path("eval") / "iitb-test"
+WARMUP_SENTENCES = 8
+ENGINES = ("native", "ctranslate2")
+COMPUTE_TYPES = ("float32", "int8")
+
+
+@dataclass(frozen=True)
+class Result:
+    """One timed run: an engine on one configuration."""
+
+    engine: str
+    compute_type: str
+    beam_size: int
+    batch_size: int
+    seconds: float
+    cpu_seconds: float
+    sentences: int
+    target_tokens: int
+    bleu: float
+    outputs: tuple[str, ...]
+
+    @property
+    def sentences_per_second(self) -> float:
+        return self.sentences / self.seconds
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.target_tokens / self.seconds
+
+
+def load_engines(model_dir: Path, ct2_dir: Path | None, compute_type: str, threads: int,
+                 engines: list[str]) -> dict[str, Translator]:
+    """Load the requested engines for one compute type."""
+    loaded: dict[str, Translator] = {}
+    if "native" in engines:
+        translator = Translator.load(model_dir)
+        loaded["native"] = quantize_translator(translator) if compute_type == "int8" else translator
+    if "ctranslate2" in engines:
+        from nmt.ct2 import CT2Translator
+
+        loaded["ctranslate2"] = CT2Translator.load(ct2_dir, compute_type=compute_type,
+                                                   threads=threads)
+    return loaded
+
+
+def run(translator: Translator, sources: list[str], references: list[str], *, engine: str,
+        compute_type: str, beam_size: int, batch_size: int) -> Result:
+    """Translate `sources` in batches of `batch_size` and time it."""
+    translator.translate(sources[:WARMUP_SENTENCES], beam_size=beam_size)
+    outputs: list[str] = []
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for start in range(0, len(sources), batch_size):
+        chunk = sources[start:start + batch_size]
+        outputs += [t.text for t in translator.translate(chunk, beam_size=beam_size)]
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+
+    tokens = sum(len(ids) for ids in translator.tokenizer.encode_batch(outputs, normalize=False))
+    bleu = score_corpus(outputs, references).bleu
+    return Result(engine, compute_type, beam_size, batch_size, seconds, cpu_seconds,
+                  len(sources), tokens, bleu, tuple(outputs))
+
+
+def print_report(results: list[Result]) -> None:
+    print(f"{'engine':12s} {'compute':8s} {'beam':>4s} {'batch':>5s} {'sent/s':>8s} "
+          f"{'tok/s':>8s} {'cpu s':>7s} {'BLEU':>6s}")
+    for r in results:
+        print(f"{r.engine:12s} {r.compute_type:8s} {r.beam_size:4d} {r.batch_size:5d} "
+              f"{r.sentences_per_second:8.2f} {r.tokens_per_second:8.1f} {r.cpu_seconds:7.1f} "
+              f"{r.bleu:6.2f}")
+
+    by_key = {(r.engine, r.compute_type, r.beam_size, r.batch_size): r for r in results}
+    print("\nnative / ctranslate2 (target tokens per wall second; 1.0 = as fast):")
+    for (engine, compute_type, beam, batch), native in by_key.items():
+        other = by_key.get(("ctranslate2", compute_type, beam, batch))
+        if engine != "native" or other is None:
+            continue
+        same = sum(a == b for a, b in zip(native.outputs, other.outputs, strict=True))
+        # Tokens per CPU second: steadier than wall time when other processes share the CPU.
+        cpu_ratio = ((native.target_tokens / native.cpu_seconds)
+                     / (other.target_tokens / other.cpu_seconds))
+        print(f"  {compute_type:8s} beam {beam} batch {batch:2d}: "
+              f"{native.tokens_per_second / other.tokens_per_second:5.2f}   "
+              f"(by CPU time {cpu_ratio:4.2f}; identical outputs: {same}/{native.sentences})")
+
+    print("\nint8 BLEU change (int8 - float32):")
+    for (engine, compute_type, beam, batch), quantized in by_key.items():
+        full = by_key.get((engine, "float32", beam, batch))
+        if compute_type == "int8" and full is not None and batch == max(r.batch_size
+                                                                         for r in results):
+            print(f"  {engine:12s} beam {beam}: {quantized.bleu - full.bleu:+.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="model directory")
+    parser.add_argument("--ct2-model", type=Path, default=None,
+                        help="its fp32 CTranslate2 export (default: export to a temporary folder)")
+    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data",
+                        help="data folder with eval/iitb-test.hi and .en (default: ../shared/data)")
+    parser.add_argument("--sentences", type=int, default=200,
+                        help="first N test sentences to translate (default: 200)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="intra-op threads for both engines (default: 2)")
+    parser.add_argument("--beam-sizes", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--compute-types", nargs="+", choices=COMPUTE_TYPES,
+                        default=list(COMPUTE_TYPES))
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    sources = read_lines(args.data_dir / TEST_SET.with_suffix(".hi"))[: args.sentences]
+    references = read_lines(args.data_dir / TEST_SET.with_suffix(".en"))[: args.sentences]
+    print(f"{len(sources)} sentences of {TEST_SET}, {args.threads} threads, torch "
+          f"{torch.__version__}")
+
+    with tempfile.TemporaryDirectory() as scratch:
+        ct2_dir = args.ct2_model
+        if "ctranslate2" in args.engines and ct2_dir is None:
+            from nmt.ct2 import export_ct2
+
+            ct2_dir = export_ct2(args.model, Path(scratch) / "ct2")
+        results = []
+        for compute_type in args.compute_types:
+            engines = load_engines(args.model, ct2_dir, compute_type, args.threads, args.engines)
+            for beam_size in args.beam_sizes:
+                for batch_size in args.batch_sizes:
+                    for engine, translator in engines.items():
+                        results.append(run(translator, sources, references, engine=engine,
+                                           compute_type=compute_type, beam_size=beam_size,
+                                           batch_size=batch_size))
+                        print_progress(results[-1])
+    print()
+    print_report(results)
+    return 0
+
+
+def print_progress(result: Result) -> None:
+    print(f"  done: {result.engine} {result.compute_type} beam {result.beam_size} batch "
+          f"{result.batch_size}: {result.tokens_per_second:.1f} tok/s", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

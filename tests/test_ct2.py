@@ -1,0 +1,156 @@
+"""Tests of the CTranslate2 export: the same log-probabilities and greedy tokens as PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+ctranslate2 = pytest.importorskip("ctranslate2")
+
+from nmt.config import ModelConfig  # noqa: E402
+from nmt.ct2 import CT2Translator, export_ct2  # noqa: E402
+from nmt.model import Transformer  # noqa: E402
+from nmt.model_dir import load_model_dir, save_model_dir  # noqa: E402
+from nmt.search import greedy_search  # noqa: E402
+from nmt.testing import TOY_PAIRS, make_tiny_model_dir  # noqa: E402
+from nmt.translator import Translator  # noqa: E402
+
+# Shapes the export must handle: the default pre-norm ReLU model, post-norm, GELU, untied output.
+VARIANTS = {
+    "pre-norm": {},
+    "post-norm-gelu": {"pre_norm": False, "activation": "gelu"},
+    "untied-output": {"tie_embeddings": False},
+}
+MAX_LENGTH = 12
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def _scrambled_model_dir(tiny_dir: Path, out: Path, seed: int, **changes) -> Path:
+    """Write a tiny model whose every weight, bias and layer norm parameter is random.
+
+    Random biases and layer norm parameters make a wrong mapping of any of them visible. Matrices
+    get 3 times the usual 1/√fan_in scale, which gives varied greedy outputs instead of one
+    repeated token.
+    """
+    model, tokenizer, metadata = load_model_dir(tiny_dir)
+    config = ModelConfig.from_dict({**model.config.to_dict(), **changes})
+    model = Transformer(config, pad_id=tokenizer.pad_id)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            noise = torch.randn(parameter.shape, generator=generator)
+            if parameter.dim() == 2:
+                parameter.copy_(noise * 3.0 / parameter.shape[1] ** 0.5)
+            elif name.endswith("norm.weight"):
+                parameter.copy_(1.0 + 0.2 * noise)
+            else:
+                parameter.copy_(0.2 * noise)
+    return save_model_dir(out, model, tiny_dir / "tokenizer.model", metadata)
+
+
+def _source_ids(tokenizer) -> list[list[int]]:
+    return [tokenizer.encode(hindi) + [tokenizer.eos_id] for hindi, _ in TOY_PAIRS]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_export_matches_log_probs(tiny_dir, tmp_path, variant):
+    model_dir = _scrambled_model_dir(tiny_dir, tmp_path / "model", seed=1, **VARIANTS[variant])
+    ct2_dir = export_ct2(model_dir, tmp_path / "ct2")
+    model, tokenizer, _ = load_model_dir(model_dir)
+    engine = ctranslate2.Translator(str(ct2_dir), intra_threads=1)
+
+    for source_ids, (_, english) in zip(_source_ids(tokenizer), TOY_PAIRS, strict=True):
+        target_ids = tokenizer.encode(english, normalize=False)
+        source = torch.tensor([source_ids])
+        target_input = torch.tensor([[tokenizer.bos_id] + target_ids])
+        with torch.inference_mode():
+            states = model(source, target_input)
+            log_probs = torch.log_softmax(model.logits(states[0]), dim=-1)  # (T, V)
+        gold = target_ids + [tokenizer.eos_id]
+        ours = log_probs[torch.arange(len(gold)), gold]
+
+        pieces = [tokenizer.id_to_piece(i) for i in source_ids]
+        result = engine.score_batch([pieces], [[tokenizer.id_to_piece(i) for i in target_ids]],
+                                    max_input_length=0)[0]
+        theirs = torch.tensor(result.log_probs)
+        assert theirs.shape == ours.shape
+        torch.testing.assert_close(theirs, ours, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_export_greedy_tokens_equal(tiny_dir, tmp_path, variant):
+    model_dir = _scrambled_model_dir(tiny_dir, tmp_path / "model", seed=1, **VARIANTS[variant])
+    ct2_dir = export_ct2(model_dir, tmp_path / "ct2")
+    model, tokenizer, _ = load_model_dir(model_dir)
+    engine = ctranslate2.Translator(str(ct2_dir), intra_threads=1)
+
+    distinct_outputs = set()
+    for source_ids in _source_ids(tokenizer):
+        ours = greedy_search(model, torch.tensor([source_ids]), bos_id=tokenizer.bos_id,
+                             eos_id=tokenizer.eos_id, max_length=MAX_LENGTH)[0].tokens
+        pieces = [tokenizer.id_to_piece(i) for i in source_ids]
+        result = engine.translate_batch([pieces], beam_size=1, max_decoding_length=MAX_LENGTH - 1,
+                                        max_input_length=0)[0]
+        theirs = [tokenizer.processor.PieceToId(piece) for piece in result.hypotheses[0]]
+        assert theirs == ours
+        distinct_outputs.add(tuple(ours))
+    assert len(distinct_outputs) > 1, "the test model should not give one output for every input"
+
+
+def test_ct2_translator_matches_native(tiny_dir, tmp_path):
+    model_dir = _scrambled_model_dir(tiny_dir, tmp_path / "model", seed=3)
+    ct2_dir = export_ct2(model_dir, tmp_path / "ct2")
+    native = Translator.load(model_dir)
+    converted = CT2Translator.load(ct2_dir, threads=1)
+    texts = [hindi for hindi, _ in TOY_PAIRS] + [""]
+
+    expected = [t.text for t in native.translate(texts, beam_size=1)]
+    actual = [t.text for t in converted.translate(texts, beam_size=1)]
+    assert actual == expected
+    assert converted.max_source_tokens == native.max_source_tokens
+    # No PyTorch model, so the service offers no attention maps for this engine.
+    assert getattr(converted.model.config, "decoder_layers", None) is None
+
+
+def test_ct2_translator_beam_n_best(tiny_dir, tmp_path):
+    ct2_dir = export_ct2(tiny_dir, tmp_path / "ct2")
+    converted = CT2Translator.load(ct2_dir, threads=1)
+
+    results = converted.translate([TOY_PAIRS[0][0], TOY_PAIRS[1][0]], beam_size=2, n_best=2)
+    assert len(results) == 2
+    for result in results:
+        assert len(result.alternatives) == 2
+        assert result.alternatives[0].text == result.text
+        assert result.alternatives[0].score >= result.alternatives[1].score
+
+
+def test_export_int8_loads(tiny_dir, tmp_path):
+    ct2_dir = export_ct2(tiny_dir, tmp_path / "ct2", quantization="int8")
+    converted = CT2Translator.load(ct2_dir, threads=1)
+
+    assert converted.ct2.compute_type.startswith("int8")
+    assert len(converted.translate([TOY_PAIRS[0][0]], beam_size=1)) == 1
+
+
+def test_export_refuses_non_empty_out(tiny_dir, tmp_path):
+    out = tmp_path / "ct2"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError):
+        export_ct2(tiny_dir, out)
+
+
+def test_export_rejects_unknown_quantization(tiny_dir, tmp_path):
+    with pytest.raises(ValueError, match="quantization"):
+        export_ct2(tiny_dir, tmp_path / "ct2", quantization="int3")
+
+
+def test_load_rejects_plain_model_dir(tiny_dir):
+    with pytest.raises((FileNotFoundError, ValueError)):
+        CT2Translator.load(tiny_dir)
