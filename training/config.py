@@ -50,7 +50,7 @@ class ModelShape:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the training pairs come from and how they are cleaned.
+    """Sources of the training pairs, their weights and their cleaning.
 
     `sources` name local files relative to the data directory (``train/bible`` means
     ``train/bible.hi`` + ``train/bible.en``, or a ``.tsv``/``.jsonl`` path) or a Hugging Face
