@@ -59,6 +59,10 @@ def _translate(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     translator = Translator.load(args.model)
+    if args.int8:
+        from nmt.quantize import quantize_translator
+
+        quantize_translator(translator)
     lines = [line.rstrip("\n") for line in sys.stdin]
     for start in range(0, len(lines), args.batch_lines):
         chunk = lines[start:start + args.batch_lines]
@@ -134,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="beam size (default: the model's, 4 for the released model)")
     tra.add_argument("--threads", type=int, default=None, help="torch threads")
     tra.add_argument("--batch-lines", type=int, default=256, help="lines translated per batch")
+    tra.add_argument("--int8", action="store_true",
+                     help="quantize the linear layers to int8 (faster on CPU, see benchmarks/)")
     tra.set_defaults(run=_translate)
 
     from training.evaluate import add_evaluate_arguments, run_evaluate

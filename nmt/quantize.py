@@ -3,7 +3,8 @@
 Every `nn.Linear` of the encoder and decoder, and the output projection, get int8 weights
 (per-tensor scale) and quantize their inputs on the fly. Embeddings, layer norms and attention
 stay fp32. The quantized model is for inference only: it has no fp32 `output_weight` to train or
-export. On the project's test set this costs a fraction of a BLEU point (see benchmarks/README.md).
+export. On 200 iitb-test sentences with the cpu-small model, BLEU changed by -0.01 (greedy) and
+-0.15 (beam 4), with 1.1-1.4 times the float32 speed (benchmarks/README.md).
 """
 
 from __future__ import annotations
