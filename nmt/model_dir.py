@@ -1,6 +1,6 @@
 """Reading and writing a model directory: the unit that `Translator`, the service and releases use.
 
-A model directory holds ``model.safetensors`` (weights, fp32, fp16 or bf16), ``config.json``
+A model directory contains ``model.safetensors`` (weights, fp32, fp16 or bf16), ``config.json``
 (`ModelConfig`), ``tokenizer.model`` (SentencePiece) and ``metadata.json`` (search defaults and
 provenance). Weights are read with safetensors, which never unpickles Python objects.
 """

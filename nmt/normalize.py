@@ -6,8 +6,8 @@ Unicode NFC alone leaves Devanagari text with several spellings of the same word
   because they are composition exclusions, but it composes ऩ ऱ ऴ into U+0929, U+0931, U+0934.
   This module writes every nukta letter as base consonant + U+093C.
 - Zero-width space, BOM and word joiner carry no text and are removed.
-- ZWJ and ZWNJ only choose glyph shapes (half forms, explicit virama); they never change the word,
-  so all of them are removed and both renderings of a conjunct map to one string.
+- ZWJ and ZWNJ only choose glyph shapes (half forms, explicit virama) and never change the word.
+  All of them are removed, so both renderings of a conjunct map to one string.
 - Devanagari digits ०-९ become ASCII 0-9, the digits of the English output.
 - Runs of whitespace fold to one space and the ends are stripped.
 

@@ -195,9 +195,11 @@ def _replace_whole(text: str, span: str, token: str) -> str:
 
 
 def restore(translation: str, spans: tuple[str, ...]) -> str:
-    """Replace placeholders in a translation by their spans, so that each span appears exactly once.
+    """Replace placeholders in a translation by their spans, each placeholder's span exactly once.
 
     Placeholder brackets that the model wrote outside a whole placeholder are deleted.
+    NOTE: a span the model wrote out as plain text while dropping its placeholder is appended
+    as well, so it then appears twice.
     """
     used: set[int] = set()
     pieces = []

@@ -29,7 +29,7 @@ def max_output_lengths(source_lengths: torch.Tensor, ratio: float, extra: int,
                        max_positions: int, cap: int | None = None) -> torch.Tensor:
     """Return each sentence's maximum output length in tokens: ratio · source length + extra.
 
-    The result never exceeds `cap` nor `max_positions - 1`, because position 0 holds the bos token.
+    The result never exceeds `cap` nor `max_positions - 1`, because position 0 is the bos token.
     """
     limit = (source_lengths.float() * ratio).long() + extra
     upper = max_positions - 1 if cap is None else min(cap, max_positions - 1)

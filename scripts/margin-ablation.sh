@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Margin-term ablation at equal budget: continue a finished run for STEPS more steps three times,
-# from the same checkpoint, with the plain loss and with the additive angular margin term at two
-# margins, then print each continuation's dev loss, BLEU and chrF2 (full dev set, greedy).
+# Margin-term ablation at equal budget. It continues a finished run three times from the same
+# checkpoint for STEPS more steps: with the plain loss, and with the additive angular margin term
+# at two margins. Then it prints each continuation's dev loss, BLEU and chrF2 (full dev set, greedy).
 #
 #   bash scripts/margin-ablation.sh RUN_DIR DATA_DIR [STEPS]
 #

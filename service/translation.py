@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from nmt.pipeline import TextResult, assemble, segment_texts
+from nmt.pipeline import SentenceTranslator, TextResult, assemble, segment_texts
 from nmt.segment import Segmented
 from service.batcher import DecodeOptions, DynamicBatcher
 
@@ -17,17 +16,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class TranslatorLike(Protocol):
+class TranslatorLike(SentenceTranslator, Protocol):
     """The part of `nmt.translator.Translator` that the service uses."""
-
-    def translate(
-        self,
-        texts: Sequence[str],
-        *,
-        beam_size: int | None = None,
-        n_best: int = 1,
-        max_length: int | None = None,
-    ) -> list[Any]: ...
 
     def count_tokens(self, text: str) -> int: ...
 

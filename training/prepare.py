@@ -81,7 +81,7 @@ def _tokenizer_path(
         return path
     path = run_dir / "tokenizer.model"
     if not path.is_file():
-        # Weighting repeats pairs; the tokenizer sees each distinct sentence once.
+        # Weighting repeats pairs, so the tokenizer is trained on each distinct sentence once.
         sentences = list(dict.fromkeys(hindi)) + list(dict.fromkeys(english))
         train_tokenizer(
             sentences,

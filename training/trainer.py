@@ -52,7 +52,7 @@ def inverse_sqrt_lr(step: int, peak: float, warmup: int) -> float:
 
 
 class LossModule(nn.Module):
-    """The model with its loss in `forward`, so that DistributedDataParallel sees the whole step."""
+    """The model with its loss in `forward`, so DistributedDataParallel wraps the whole step."""
 
     def __init__(self, model: Transformer, config: TrainConfig) -> None:
         super().__init__()
