@@ -154,6 +154,46 @@ def test_resume_continues_run(tmp_path: Path, in_process_training,
     assert state["step"] == 40
 
 
+def test_init_from_continues_a_model_dir(tmp_path: Path, in_process_training,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    first = config_from_dict(tiny_config(tmp_path, "first", optim={"max_steps": 20}))
+    model_dir = train(first, FIXTURES)
+    values = tiny_config(tmp_path, "continued",
+                         optim={"max_steps": 30, "init_warmup_steps": 5},
+                         eval={"every_steps": 5})
+    values["init_from"] = str(model_dir)
+    del values["tokenizer"]
+    continued = config_from_dict(values)
+
+    with caplog.at_level("INFO", logger="training.trainer"):
+        train(continued, FIXTURES)
+
+    assert f"initialized from {model_dir} at step 20" in caplog.text
+    assert (continued.run_dir / "tokenizer.model").read_bytes() == (
+        model_dir / "tokenizer.model").read_bytes()
+    losses, validations = read_metrics(continued.run_dir)
+    assert [r["step"] for r in validations] == [25, 30]
+    # Fresh Adam moments: the learning rate ramps up from zero over init_warmup_steps.
+    warm = inverse_sqrt_lr(30, 0.003, 10)
+    assert losses[-1]["lr"] == pytest.approx(warm)
+    # Starting from trained weights, the first dev loss is already near the first run's last.
+    _, first_validations = read_metrics(first.run_dir)
+    assert validations[0]["dev_loss"] < first_validations[0]["dev_loss"]
+    state = load_checkpoint(latest_checkpoint(continued.run_dir / "checkpoints"))["state"]
+    assert state["step"] == 30 and state["init_step"] == 20
+
+
+def test_init_from_rejects_another_shape(tmp_path: Path, in_process_training) -> None:
+    model_dir = train(config_from_dict(tiny_config(tmp_path, "small", optim={"max_steps": 10})),
+                      FIXTURES)
+    values = tiny_config(tmp_path, "wider", model={"d_model": 64})
+    values["init_from"] = str(model_dir)
+    del values["tokenizer"]
+
+    with pytest.raises(ValueError, match="init_from .* has shape"):
+        train(config_from_dict(values), FIXTURES)
+
+
 def test_finished_run_trains_no_more(tmp_path: Path, in_process_training) -> None:
     config = config_from_dict(tiny_config(tmp_path, "done", optim={"max_steps": 10}))
     train(config, FIXTURES)

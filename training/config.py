@@ -92,6 +92,7 @@ class OptimConfig:
     accumulation: int = 1  # micro-batches per optimizer step
     max_steps: int = 100_000
     max_minutes: float | None = None  # stop (with a checkpoint) after this much training time
+    init_warmup_steps: int = 200  # with `init_from`: fresh Adam moments ramp up over these steps
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,9 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     margin: MarginConfig = field(default_factory=MarginConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # A model directory whose weights start the run: same shape, same tokenizer. Its step and
+    # training minutes carry over, so the schedule continues where that model stopped.
+    init_from: str | None = None
 
     @property
     def run_dir(self) -> Path:

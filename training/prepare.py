@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,10 +75,21 @@ def prepare_data(config: TrainConfig, data_dir: Path, run_dir: Path) -> Prepared
 def _tokenizer_path(
     config: TrainConfig, run_dir: Path, hindi: list[str], english: list[str]
 ) -> Path:
+    if config.tokenizer.path and config.init_from:
+        raise ValueError("set tokenizer.path or init_from, not both: init_from brings its own")
     if config.tokenizer.path:
         path = Path(config.tokenizer.path)
         if not path.is_file():
             raise FileNotFoundError(f"tokenizer.path {path} does not exist")
+        return path
+    if config.init_from:
+        # The initial weights' embedding rows belong to that model's pieces; the run keeps a copy.
+        source = Path(config.init_from) / "tokenizer.model"
+        if not source.is_file():
+            raise FileNotFoundError(f"init_from {config.init_from} has no tokenizer.model")
+        path = run_dir / "tokenizer.model"
+        if not path.is_file():
+            shutil.copyfile(source, path)
         return path
     path = run_dir / "tokenizer.model"
     if not path.is_file():

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from nmt.config import ModelConfig
 from nmt.model import Transformer
-from nmt.model_dir import save_model_dir
+from nmt.model_dir import load_model_dir, save_model_dir
 from nmt.tokenizer import Tokenizer
 from nmt.translator import Translator
 from training.batching import Batch, collate, make_batches
@@ -151,6 +151,9 @@ def train(config: TrainConfig, data_dir: Path) -> Path:
         state.update(checkpoint["state"])
         torch.set_rng_state(checkpoint["rng"])
         logger.info("resumed from %s at step %d", resume_from, state["step"])
+    elif config.init_from:
+        state.update(_init_weights(model, Path(config.init_from)))
+        logger.info("initialized from %s at step %d", config.init_from, state["step"])
     if env.main:
         parameters = sum(p.numel() for p in model.parameters())
         logger.info(
@@ -169,6 +172,20 @@ def train(config: TrainConfig, data_dir: Path) -> Path:
     if env.world > 1:
         dist.destroy_process_group()
     return export_dir
+
+
+def _init_weights(model: Transformer, model_dir: Path) -> dict:
+    """Copy a model directory's weights into `model`; return the training state they carry."""
+    source, _, metadata = load_model_dir(model_dir)
+    if source.config != model.config:
+        raise ValueError(f"init_from {model_dir} has shape {source.config}, the run {model.config}")
+    model.load_state_dict(source.state_dict())
+    step = int(metadata.get("step", 0))
+    return {
+        "step": step,
+        "init_step": step,
+        "train_seconds": 60.0 * float(metadata.get("train_minutes", 0.0)),
+    }
 
 
 def _loop(
@@ -238,8 +255,11 @@ def _loop(
             window["loss"] += float(plain)
             window["tokens"] += tokens
 
+        lr = inverse_sqrt_lr(state["step"] + 1, optim.lr, optim.warmup_steps)
+        if "init_step" in state:  # Adam's moments start empty after a warm start
+            lr *= min(1.0, (state["step"] + 1 - state["init_step"]) / optim.init_warmup_steps)
         for group in optimizer.param_groups:
-            group["lr"] = inverse_sqrt_lr(state["step"] + 1, optim.lr, optim.warmup_steps)
+            group["lr"] = lr
         torch.nn.utils.clip_grad_norm_(model.parameters(), optim.clip_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -398,6 +418,7 @@ def _metadata(config: TrainConfig, state, weights: str) -> dict:
             "no_repeat_ngram_size": 3,
         },
         "margin": dataclasses.asdict(config.margin),
+        **({"init_from": config.init_from} if config.init_from else {}),
     }
 
 
