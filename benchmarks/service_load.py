@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -121,33 +122,75 @@ def stop_server(process: subprocess.Popen) -> None:
         process.wait()
 
 
+class HTTPClient:
+    """A minimal HTTP/1.1 keep-alive client for JSON POST requests.
+
+    A load generator that shares the cores with the server should cost little CPU per
+    request, so this writes each request as bytes and reads the response by its
+    Content-Length, with none of a general client's machinery (like wrk or hey).
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, host: str, port: int) -> HTTPClient:
+        return cls(*await asyncio.open_connection(host, port))
+
+    async def post_json(self, path: str, payload: dict) -> tuple[int, bytes]:
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        head = (f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        self.writer.write(head + body)
+        await self.writer.drain()
+        status = int((await self.reader.readline()).split()[1])
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
 async def run_clients(
-    base_url: str, sentences: list[str], clients: int, requests: int, request_timeout_s: float,
+    port: int, sentences: list[str], clients: int, requests: int, request_timeout_s: float,
     deadline_s: float,
 ) -> tuple[list[float], int, float]:
     """Run `clients` concurrent clients of `requests` requests each; return latencies, failures
-    and the wall time. Client c sends sentences c·requests to (c + 1)·requests - 1."""
+    and the wall time. Client c sends sentences c·requests to (c + 1)·requests - 1 over one
+    keep-alive connection."""
     latencies: list[float] = []
     failures = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base_url, timeout=request_timeout_s,
-                                 limits=limits) as http:
 
-        async def client(index: int) -> None:
-            nonlocal failures
+    async def client(index: int) -> None:
+        nonlocal failures
+        http = await HTTPClient.connect(HOST, port)
+        try:
             for sentence in sentences[index * requests:(index + 1) * requests]:
                 started = time.perf_counter()
                 try:
-                    response = await http.post("/translate", json={"text": sentence})
-                    response.raise_for_status()
-                except httpx.HTTPError:
+                    status, _ = await asyncio.wait_for(
+                        http.post_json("/translate", {"text": sentence}), request_timeout_s)
+                except (OSError, ValueError, IndexError, asyncio.IncompleteReadError,
+                        asyncio.TimeoutError):
+                    failures += 1
+                    http = await HTTPClient.connect(HOST, port)  # the connection is unusable
+                    continue
+                if status != 200:
                     failures += 1
                     continue
                 latencies.append(time.perf_counter() - started)
+        finally:
+            await http.close()
 
-        started = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*(client(i) for i in range(clients))), deadline_s)
-        return latencies, failures, time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*(client(i) for i in range(clients))), deadline_s)
+    return latencies, failures, time.perf_counter() - started
 
 
 def load_test(args: argparse.Namespace, sentences: list[str], batching: bool,
@@ -159,10 +202,10 @@ def load_test(args: argparse.Namespace, sentences: list[str], batching: bool,
     try:
         wait_ready(process, base_url)
         # One request first, so that neither setting pays for the first call's set-up.
-        asyncio.run(run_clients(base_url, sentences[:1], 1, 1, args.request_timeout,
+        asyncio.run(run_clients(port, sentences[:1], 1, 1, args.request_timeout,
                                 args.request_timeout))
         latencies, failures, seconds = asyncio.run(run_clients(
-            base_url, sentences, args.clients, args.requests, args.request_timeout,
+            port, sentences, args.clients, args.requests, args.request_timeout,
             args.run_timeout))
         peak = peak_rss_kib(process.pid)
     finally:

@@ -1,7 +1,8 @@
 """Dynamic batching: concurrent requests' sentences translated together.
 
-Each request submits its sentences as one job. With merging on, the batcher waits up to
-a short window after the first job for more jobs. It groups the collected sentences by
+Each request submits its sentences as one job. With merging on, the batcher keeps taking
+jobs while they arrive less than a short window apart, up to a longer limit after the
+first. It groups the collected sentences by
 decoding options, because sentences with different beam or n-best settings cannot share
 a search. It sorts each group by length and packs it into batches of at most
 `max_batch_tokens` padded source tokens. With merging off, each job is packed and
@@ -70,6 +71,7 @@ class DynamicBatcher:
         *,
         merge_requests: bool,
         window_s: float,
+        max_wait_s: float | None = None,
         max_batch_tokens: int,
         max_pending_sentences: int,
         metrics: ServiceMetrics,
@@ -77,6 +79,7 @@ class DynamicBatcher:
         self._translate_batch = translate_batch
         self._merge_requests = merge_requests
         self._window_s = window_s
+        self._max_wait_s = window_s if max_wait_s is None else max(max_wait_s, window_s)
         self._max_batch_tokens = max_batch_tokens
         self._max_pending_sentences = max_pending_sentences
         self._metrics = metrics
@@ -166,14 +169,20 @@ class DynamicBatcher:
                         job.future.set_exception(TranslationFailedError(str(error)))
 
     async def _collect(self) -> list[_Job]:
-        """Wait for one job, then gather more until the window closes or the batch is full."""
+        """Wait for one job, then gather more while they keep coming.
+
+        Collection stops when the batch is full, when no job arrives for `window_s` after the
+        latest one, or `max_wait_s` after the first. A burst of requests (for example clients
+        answered by the previous batch sending their next request) thus becomes one batch
+        instead of a small one that starts too early and a large one behind it.
+        """
         loop = asyncio.get_running_loop()
         jobs = [await self._queue.get()]
         tokens = sum(jobs[0].tokens)
-        deadline = loop.time() + self._window_s
+        deadline = loop.time() + self._max_wait_s
 
         while tokens < self._max_batch_tokens:
-            timeout = deadline - loop.time()
+            timeout = min(self._window_s, deadline - loop.time())
             try:
                 if timeout > 0:
                     job = await asyncio.wait_for(self._queue.get(), timeout)

@@ -6,6 +6,7 @@ the tests control which requests are queued together instead of relying on timin
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +15,8 @@ import httpx
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.batcher import _pack
+from service.batcher import DecodeOptions, DynamicBatcher, _Job, _pack
+from service.metrics import ServiceMetrics
 
 _WAIT_S = 5
 
@@ -147,3 +149,40 @@ def test_pack_respects_padded_budget() -> None:
     assert sizes == [[1, 2, 3], [3, 5], [9], [20]]
     for batch in sizes[:-1]:
         assert len(batch) * max(batch) <= 10
+
+
+async def _collect_arrivals(arrivals_s: list[float], window_s: float, max_wait_s: float
+                            ) -> list[list[int]]:
+    """Queue one job at each arrival time and return the job numbers of each collected batch."""
+    batcher = DynamicBatcher(lambda sentences, options: sentences, merge_requests=True,
+                             window_s=window_s, max_wait_s=max_wait_s, max_batch_tokens=1000,
+                             max_pending_sentences=100, metrics=ServiceMetrics())
+    loop = asyncio.get_running_loop()
+    options = DecodeOptions(beam_size=1, n_best=1, max_length=None)
+    jobs = [_Job([str(n)], [1], options, loop.create_future()) for n in range(len(arrivals_s))]
+
+    async def produce() -> None:
+        started = loop.time()
+        for job, arrival in zip(jobs, arrivals_s, strict=True):
+            await asyncio.sleep(max(0.0, started + arrival - loop.time()))
+            batcher._queue.put_nowait(job)
+
+    producer = asyncio.create_task(produce())
+    batches = []
+    while sum(len(b) for b in batches) < len(jobs):
+        batches.append([int(job.sentences[0]) for job in await batcher._collect()])
+    await producer
+    return batches
+
+
+def test_collect_takes_a_burst_longer_than_the_window() -> None:
+    # Jobs 0.15 s apart keep a 0.3 s window open; a 0.9 s gap closes it.
+    arrivals = [0.0, 0.15, 0.3, 0.45, 1.35]
+    batches = asyncio.run(_collect_arrivals(arrivals, window_s=0.3, max_wait_s=5.0))
+    assert batches == [[0, 1, 2, 3], [4]]
+
+
+def test_collect_stops_at_max_wait() -> None:
+    arrivals = [0.0, 0.15, 0.3, 0.45, 0.6]
+    batches = asyncio.run(_collect_arrivals(arrivals, window_s=0.3, max_wait_s=0.4))
+    assert batches == [[0, 1, 2], [3, 4]]
