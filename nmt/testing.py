@@ -8,10 +8,10 @@ import torch
 
 from nmt.config import ModelConfig
 from nmt.model import Transformer
-from nmt.model_dir import save_model_dir
+from nmt.model_dir import load_model_dir, save_model_dir
 from nmt.tokenizer import Tokenizer
 
-__all__ = ["TOY_PAIRS", "make_tiny_model_dir"]
+__all__ = ["TOY_PAIRS", "make_scrambled_model_dir", "make_tiny_model_dir"]
 
 # A few short Hindi-English pairs: enough for a toy SentencePiece model.
 TOY_PAIRS = [
@@ -52,3 +52,28 @@ def make_tiny_model_dir(path: Path, seed: int = 0, *, max_positions: int = 64) -
     model = Transformer(config, pad_id=tokenizer.pad_id)
     metadata = {"name": "tiny-test-model", "search": {"beam_size": 2, "max_length_extra": 5}}
     return save_model_dir(path, model, tokenizer_path, metadata)
+
+
+def make_scrambled_model_dir(tiny_dir: Path, out: Path, seed: int, **changes) -> Path:
+    """Write to `out` a model like the one in `tiny_dir`, with every parameter random; return `out`.
+
+    The model has `tiny_dir`'s tokenizer and config, with `changes` applied to the config.
+
+    Random biases and layer norm parameters make a wrong mapping of any of them visible. Matrices
+    get 3 times the usual 1/√fan_in scale, which gives varied greedy outputs instead of one
+    repeated token.
+    """
+    model, tokenizer, metadata = load_model_dir(tiny_dir)
+    config = ModelConfig.from_dict({**model.config.to_dict(), **changes})
+    model = Transformer(config, pad_id=tokenizer.pad_id)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            noise = torch.randn(parameter.shape, generator=generator)
+            if parameter.dim() == 2:
+                parameter.copy_(noise * 3.0 / parameter.shape[1] ** 0.5)
+            elif name.endswith("norm.weight"):
+                parameter.copy_(1.0 + 0.2 * noise)
+            else:
+                parameter.copy_(0.2 * noise)
+    return save_model_dir(out, model, tiny_dir / "tokenizer.model", metadata)

@@ -14,12 +14,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from service import engines
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 EXIT_USAGE = 2
 MODEL_FILES = ("model.safetensors", "config.json", "tokenizer.model", "metadata.json")
+# Files of a folder written by `nmt export-ct2`; its config.json is CTranslate2's own.
+CT2_MODEL_FILES = ("model.bin", "config.json", "tokenizer.model", "metadata.json")
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -47,7 +50,24 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
         default=None,
-        help="torch device, e.g. cpu or cuda (default: NMT_DEVICE, else cpu)",
+        help="torch device, e.g. cpu or cuda; cpu or cuda for --engine ctranslate2 "
+        "(default: NMT_DEVICE, else cpu)",
+    )
+    parser.add_argument(
+        "--engine",
+        type=str.lower,
+        default=None,
+        choices=engines.ENGINES,
+        help="inference engine: native runs the PyTorch model, ctranslate2 a folder written "
+        "by `nmt export-ct2` (default: NMT_ENGINE, else native)",
+    )
+    parser.add_argument(
+        "--compute-type",
+        type=str.lower,
+        default=None,
+        help="float32 or int8 (dynamic quantization) for --engine native; a CTranslate2 "
+        "compute type such as default, float32, int8 or int8_float32 for --engine ctranslate2 "
+        "(default: NMT_COMPUTE_TYPE, else float32 for native and default for ctranslate2)",
     )
     parser.add_argument(
         "--log-level",
@@ -66,6 +86,8 @@ def run_serve(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "device": args.device,
+        "engine": args.engine,
+        "compute_type": args.compute_type,
         "log_level": args.serve_log_level,
     }
     overrides = {name: value for name, value in overrides.items() if value is not None}
@@ -78,16 +100,23 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         logger.error("--workers must be at least 1, got %d", args.workers)
         return EXIT_USAGE
-    problem = _check_model_dir(settings.model_dir)
+    problem = _check_model_dir(settings.model_dir, settings.engine)
     if problem:
-        logger.error("%s; pass --model DIR or set NMT_MODEL_DIR", problem)
+        logger.error("%s", problem)
         return EXIT_USAGE
 
     import uvicorn
 
     # uvicorn applies this logging configuration itself, in every worker process.
     log_config = _log_config(settings.log_level)
-    logger.info("serving %s on http://%s:%d", settings.model_dir, settings.host, settings.port)
+    logger.info(
+        "serving %s with engine %s (compute type %s) on http://%s:%d",
+        settings.model_dir,
+        settings.engine,
+        settings.compute_type,
+        settings.host,
+        settings.port,
+    )
     if args.workers == 1:
         from service.app import create_app
 
@@ -115,13 +144,36 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_model_dir(model_dir: Path) -> str | None:
-    """Return why `model_dir` cannot hold a model, or None when all its files are there."""
+def _check_model_dir(model_dir: Path, engine: str) -> str | None:
+    """Return why `engine` cannot load `model_dir`, or None when all its files are there.
+
+    The native engine needs a model directory and the ctranslate2 engine a folder written by
+    `nmt export-ct2`. For a folder of the other kind, the message names the command that
+    serves or converts it.
+    """
     if not model_dir.is_dir():
-        return f"model directory {model_dir} does not exist"
-    missing = [name for name in MODEL_FILES if not (model_dir / name).is_file()]
+        return f"model directory {model_dir} does not exist; pass --model DIR or set NMT_MODEL_DIR"
+    is_native = (model_dir / "model.safetensors").is_file()
+    is_ct2 = (model_dir / "model.bin").is_file()
+    if engine == engines.CTRANSLATE2 and is_native and not is_ct2:
+        return (
+            f"model directory {model_dir} contains a PyTorch model, which engine ctranslate2 "
+            f"cannot load; convert it first with `nmt export-ct2 --model {model_dir} --out DIR` "
+            f"and serve DIR, or use --engine native"
+        )
+    if engine == engines.NATIVE and is_ct2 and not is_native:
+        return (
+            f"model directory {model_dir} contains a CTranslate2 export, which engine native "
+            f"cannot load; serve it with --engine ctranslate2 (NMT_ENGINE=ctranslate2)"
+        )
+
+    required = CT2_MODEL_FILES if engine == engines.CTRANSLATE2 else MODEL_FILES
+    missing = [name for name in required if not (model_dir / name).is_file()]
     if missing:
-        return f"model directory {model_dir} is missing {', '.join(missing)}"
+        return (
+            f"model directory {model_dir} is missing {', '.join(missing)}; "
+            f"pass --model DIR or set NMT_MODEL_DIR"
+        )
     return None
 
 

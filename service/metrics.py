@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +89,11 @@ class ServiceMetrics:
         self.model_ready = Gauge(
             "nmt_model_ready",
             "1 when the model is loaded and requests can be translated, else 0",
+            registry=self.registry,
+        )
+        self.model_info = Info(
+            "nmt_model",
+            "Inference engine and compute type that the service is configured with",
             registry=self.registry,
         )
 

@@ -13,6 +13,7 @@ import functools
 import logging
 from pathlib import Path
 
+from service import engines
 from service.batcher import DynamicBatcher
 from service.metrics import ServiceMetrics
 from service.settings import Settings
@@ -29,15 +30,41 @@ class ModelStatus(str, enum.Enum):
     FAILED = "failed"
 
 
-def load_translator(model_dir: Path, device: str, torch_threads: int | None) -> TranslatorLike:
-    """Load the translator from `model_dir`. Blocking: run it in a thread."""
+def load_translator(settings: Settings) -> TranslatorLike:
+    """Load the translator that `settings.engine` names. Blocking: run it in a thread.
+
+    `settings.torch_threads` sets torch's intra-op threads for the native engine and
+    CTranslate2's for the ctranslate2 engine.
+    """
+    if settings.engine == engines.CTRANSLATE2:
+        return _load_ct2_translator(settings)
+    return _load_native_translator(settings)
+
+
+def _load_native_translator(settings: Settings) -> TranslatorLike:
     import torch
 
     from nmt.translator import Translator
 
-    if torch_threads is not None:
-        torch.set_num_threads(torch_threads)
-    return Translator.load(model_dir, device=device)
+    if settings.torch_threads is not None:
+        torch.set_num_threads(settings.torch_threads)
+    translator = Translator.load(settings.model_dir, device=settings.device)
+    if settings.compute_type == "int8":
+        from nmt.quantize import quantize_translator
+
+        quantize_translator(translator)
+    return translator
+
+
+def _load_ct2_translator(settings: Settings) -> TranslatorLike:
+    from nmt.ct2 import CT2Translator
+
+    return CT2Translator.load(
+        settings.model_dir,
+        device=settings.device,
+        compute_type=settings.compute_type or engines.default_compute_type(settings.engine),
+        threads=settings.torch_threads or 0,  # 0 lets CTranslate2 choose
+    )
 
 
 class ModelRuntime:
@@ -52,6 +79,9 @@ class ModelRuntime:
         self.error: str | None = None
         self.service: TranslationService | None = None
         self.model_dir = Path(getattr(translator, "model_dir", settings.model_dir))
+        metrics.model_info.info(
+            {"engine": settings.engine, "compute_type": settings.compute_type or ""}
+        )
         self._injected = translator
         self._load_task: asyncio.Task[None] | None = None
 
@@ -80,11 +110,15 @@ class ModelRuntime:
 
     async def _load(self) -> None:
         settings = self.settings
-        logger.info("loading model from %s on %s", settings.model_dir, settings.device)
+        logger.info(
+            "loading model from %s on %s (engine %s, compute type %s)",
+            settings.model_dir,
+            settings.device,
+            settings.engine,
+            settings.compute_type,
+        )
         try:
-            translator = await asyncio.to_thread(
-                load_translator, settings.model_dir, settings.device, settings.torch_threads
-            )
+            translator = await asyncio.to_thread(load_translator, settings)
         except Exception as error:  # noqa: BLE001 - reported by /ready, logged here
             self.status = ModelStatus.FAILED
             self.error = f"{type(error).__name__}: {error}"
@@ -99,6 +133,7 @@ class ModelRuntime:
             functools.partial(run_translator, translator),
             merge_requests=settings.batching,
             window_s=settings.batch_window_s,
+            max_wait_s=settings.batch_max_wait_s,
             max_batch_tokens=settings.max_batch_tokens,
             max_pending_sentences=settings.max_pending_sentences,
             metrics=self.metrics,

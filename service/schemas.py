@@ -209,6 +209,10 @@ class ReadyResponse(BaseModel):
 
     status: str = Field(description="loading, ready or failed")
     model_dir: str | None = None
+    engine: str | None = Field(None, description="Inference engine: native or ctranslate2")
+    compute_type: str | None = Field(
+        None, description="Compute type that the engine was configured with, e.g. float32 or int8"
+    )
     error: str | None = None
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service import engines
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +37,28 @@ class Settings(BaseSettings):
 
     model_dir: Path = Field(
         default_factory=default_model_dir,
-        description="Directory with model.safetensors, config.json, tokenizer.model, metadata.json",
+        description=(
+            "Directory with model.safetensors, config.json, tokenizer.model, metadata.json; "
+            "for engine ctranslate2, a folder written by `nmt export-ct2`"
+        ),
     )
-    device: str = Field("cpu", description="Torch device for the model, e.g. cpu or cuda")
+    device: str = Field(
+        "cpu",
+        description="Device for the model: a torch device such as cpu or cuda, or for engine "
+        "ctranslate2 cpu or cuda",
+    )
+    # Validated after device, because which engines and compute types work depends on it.
+    engine: str = Field(
+        engines.NATIVE,
+        description="Inference engine: native (PyTorch) or ctranslate2 (a CTranslate2 export)",
+    )
+    compute_type: str | None = Field(
+        None,
+        validate_default=True,
+        description="Compute type: float32 (default) or int8 for engine native; for engine "
+        "ctranslate2, a CTranslate2 compute type such as int8 (default: 'default', the type "
+        "stored in the export)",
+    )
     host: str = Field("127.0.0.1", description="Address that `nmt serve` binds to")
     port: int = Field(8000, ge=1, le=65535, description="TCP port that `nmt serve` listens on")
 
@@ -52,11 +73,17 @@ class Settings(BaseSettings):
     )
 
     torch_threads: int | None = Field(
-        None, ge=1, description="Intra-op threads for torch; unset keeps torch's default"
+        None,
+        ge=1,
+        description="Intra-op threads of torch, or of CTranslate2 with engine ctranslate2; "
+        "unset keeps the library's default",
     )
     batching: bool = Field(True, description="Merge concurrent requests into shared batches")
     batch_window_ms: float = Field(
-        5.0, ge=0, description="How long the batcher waits for more requests after the first"
+        5.0, ge=0, description="How long the batcher waits for another request after the latest"
+    )
+    batch_max_wait_ms: float = Field(
+        50.0, ge=0, description="The longest the first request of a batch waits for others"
     )
     max_batch_tokens: int = Field(
         4096, ge=1, description="Maximum padded source tokens (sentences x longest) per batch"
@@ -69,6 +96,25 @@ class Settings(BaseSettings):
         SecretStr(""), description="Comma-separated API keys; empty means no key is needed"
     )
     log_level: str = Field("info", description="Log level: critical, error, warning, info, debug")
+
+    @field_validator("engine")
+    @classmethod
+    def _check_engine(cls, value: str, info: ValidationInfo) -> str:
+        engine = value.lower()
+        if engine not in engines.ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(engines.ENGINES)}, got {value!r}")
+        engines.check_engine(engine, info.data.get("device", "cpu"))
+        return engine
+
+    @field_validator("compute_type")
+    @classmethod
+    def _check_compute_type(cls, value: str | None, info: ValidationInfo) -> str | None:
+        engine = info.data.get("engine")
+        if engine is None:  # an invalid engine has its own validation error
+            return value
+        compute_type = engines.default_compute_type(engine) if value is None else value.lower()
+        engines.check_compute_type(engine, compute_type, info.data.get("device", "cpu"))
+        return compute_type
 
     @field_validator("log_level")
     @classmethod
@@ -88,3 +134,8 @@ class Settings(BaseSettings):
     def batch_window_s(self) -> float:
         """The batching window in seconds."""
         return self.batch_window_ms / 1000
+
+    @property
+    def batch_max_wait_s(self) -> float:
+        """The batcher's longest wait in seconds."""
+        return self.batch_max_wait_ms / 1000

@@ -9,12 +9,10 @@ import torch
 
 ctranslate2 = pytest.importorskip("ctranslate2")
 
-from nmt.config import ModelConfig  # noqa: E402
 from nmt.ct2 import CT2Translator, export_ct2  # noqa: E402
-from nmt.model import Transformer  # noqa: E402
-from nmt.model_dir import load_model_dir, save_model_dir  # noqa: E402
+from nmt.model_dir import load_model_dir  # noqa: E402
 from nmt.search import greedy_search  # noqa: E402
-from nmt.testing import TOY_PAIRS, make_tiny_model_dir  # noqa: E402
+from nmt.testing import TOY_PAIRS, make_scrambled_model_dir, make_tiny_model_dir  # noqa: E402
 from nmt.translator import Translator  # noqa: E402
 
 # Shapes the export must handle: the default pre-norm ReLU model, post-norm, GELU, untied output.
@@ -31,36 +29,13 @@ def tiny_dir(tmp_path_factory) -> Path:
     return make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model")
 
 
-def _scrambled_model_dir(tiny_dir: Path, out: Path, seed: int, **changes) -> Path:
-    """Write a tiny model whose every weight, bias and layer norm parameter is random.
-
-    Random biases and layer norm parameters make a wrong mapping of any of them visible. Matrices
-    get 3 times the usual 1/√fan_in scale, which gives varied greedy outputs instead of one
-    repeated token.
-    """
-    model, tokenizer, metadata = load_model_dir(tiny_dir)
-    config = ModelConfig.from_dict({**model.config.to_dict(), **changes})
-    model = Transformer(config, pad_id=tokenizer.pad_id)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            noise = torch.randn(parameter.shape, generator=generator)
-            if parameter.dim() == 2:
-                parameter.copy_(noise * 3.0 / parameter.shape[1] ** 0.5)
-            elif name.endswith("norm.weight"):
-                parameter.copy_(1.0 + 0.2 * noise)
-            else:
-                parameter.copy_(0.2 * noise)
-    return save_model_dir(out, model, tiny_dir / "tokenizer.model", metadata)
-
-
 def _source_ids(tokenizer) -> list[list[int]]:
     return [tokenizer.encode(hindi) + [tokenizer.eos_id] for hindi, _ in TOY_PAIRS]
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_export_matches_log_probs(tiny_dir, tmp_path, variant):
-    model_dir = _scrambled_model_dir(tiny_dir, tmp_path / "model", seed=1, **VARIANTS[variant])
+    model_dir = make_scrambled_model_dir(tiny_dir, tmp_path / "model", seed=1, **VARIANTS[variant])
     ct2_dir = export_ct2(model_dir, tmp_path / "ct2")
     model, tokenizer, _ = load_model_dir(model_dir)
     engine = ctranslate2.Translator(str(ct2_dir), intra_threads=1)
@@ -85,7 +60,7 @@ def test_export_matches_log_probs(tiny_dir, tmp_path, variant):
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_export_greedy_tokens_equal(tiny_dir, tmp_path, variant):
-    model_dir = _scrambled_model_dir(tiny_dir, tmp_path / "model", seed=1, **VARIANTS[variant])
+    model_dir = make_scrambled_model_dir(tiny_dir, tmp_path / "model", seed=1, **VARIANTS[variant])
     ct2_dir = export_ct2(model_dir, tmp_path / "ct2")
     model, tokenizer, _ = load_model_dir(model_dir)
     engine = ctranslate2.Translator(str(ct2_dir), intra_threads=1)
@@ -104,7 +79,7 @@ def test_export_greedy_tokens_equal(tiny_dir, tmp_path, variant):
 
 
 def test_ct2_translator_matches_native(tiny_dir, tmp_path):
-    model_dir = _scrambled_model_dir(tiny_dir, tmp_path / "model", seed=3)
+    model_dir = make_scrambled_model_dir(tiny_dir, tmp_path / "model", seed=3)
     ct2_dir = export_ct2(model_dir, tmp_path / "ct2")
     native = Translator.load(model_dir)
     converted = CT2Translator.load(ct2_dir, threads=1)

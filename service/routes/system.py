@@ -32,6 +32,8 @@ async def ready(runtime: Annotated[ModelRuntime, Depends(get_runtime)]) -> JSONR
     body = ReadyResponse(
         status=runtime.status.value,
         model_dir=str(runtime.model_dir),
+        engine=runtime.settings.engine,
+        compute_type=runtime.settings.compute_type,
         error=runtime.error,
     )
     status_code = 200 if runtime.status is ModelStatus.READY else 503

@@ -1,0 +1,279 @@
+"""Tests of the service's inference engines: native float32 and int8, and CTranslate2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from nmt.testing import TOY_PAIRS, make_scrambled_model_dir
+from service import engines
+from service.app import create_app
+from service.cli import EXIT_USAGE, add_serve_arguments, run_serve
+from service.runtime import ModelStatus
+from service.settings import Settings
+
+_LOAD_TIMEOUT_S = 60
+HINDI_TEXTS = [hindi for hindi, _ in TOY_PAIRS]
+
+
+@pytest.fixture(scope="module")
+def scrambled_dir(tmp_path_factory, tiny_model_dir: Path) -> Path:
+    """A tiny model with large random weights, so that greedy outputs differ between inputs."""
+    return make_scrambled_model_dir(tiny_model_dir, tmp_path_factory.mktemp("scrambled"), seed=3)
+
+
+@pytest.fixture(scope="module")
+def ct2_dir(tmp_path_factory, scrambled_dir: Path) -> Path:
+    """`scrambled_dir` exported to CTranslate2 with float32 weights."""
+    pytest.importorskip("ctranslate2")
+    from nmt.ct2 import export_ct2
+
+    return export_ct2(scrambled_dir, tmp_path_factory.mktemp("ct2") / "model")
+
+
+@contextmanager
+def ready_client(**settings) -> Iterator[TestClient]:
+    """Start the app with `settings` and wait until its model is loaded."""
+    app_settings = Settings(batch_window_ms=1, torch_threads=1, **settings)
+    with TestClient(create_app(app_settings)) as client:
+        runtime = client.app.state.runtime
+        deadline = time.monotonic() + _LOAD_TIMEOUT_S
+        while runtime.status is ModelStatus.LOADING and time.monotonic() < deadline:
+            time.sleep(0.02)
+        ready = client.get("/ready")
+        assert ready.status_code == 200, ready.json()
+        yield client
+
+
+def greedy_translations(client: TestClient) -> list[str]:
+    response = client.post("/translate", json={"texts": HINDI_TEXTS, "beam_size": 1})
+    assert response.status_code == 200, response.json()
+    return response.json()["translations"]
+
+
+# --- Serving with each engine ---
+
+
+def test_ctranslate2_greedy_matches_native(scrambled_dir: Path, ct2_dir: Path) -> None:
+    with ready_client(model_dir=scrambled_dir) as client:
+        native = greedy_translations(client)
+    with ready_client(model_dir=ct2_dir, engine="ctranslate2") as client:
+        converted = greedy_translations(client)
+
+    assert converted == native
+    assert len(set(native)) > 1, "the test model should not give one output for every input"
+
+
+def test_ctranslate2_reports_engine(ct2_dir: Path) -> None:
+    with ready_client(model_dir=ct2_dir, engine="ctranslate2", compute_type="int8") as client:
+        ready = client.get("/ready").json()
+        metrics = client.get("/metrics").text
+
+    assert ready["engine"] == "ctranslate2"
+    assert ready["compute_type"] == "int8"
+    assert 'nmt_model_info{compute_type="int8",engine="ctranslate2"} 1.0' in metrics
+
+
+def test_ctranslate2_int8_serves_alternatives(ct2_dir: Path) -> None:
+    with ready_client(model_dir=ct2_dir, engine="ctranslate2", compute_type="int8") as client:
+        response = client.post("/translate", json={"text": HINDI_TEXTS[0], "alternatives": 1})
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert isinstance(body["translation"], str)
+    assert len(body["alternatives"]) == 1
+
+
+def test_ctranslate2_attention_is_501(ct2_dir: Path) -> None:
+    with ready_client(model_dir=ct2_dir, engine="ctranslate2") as client:
+        response = client.post(
+            "/translate", json={"text": HINDI_TEXTS[0], "return_attention": True}
+        )
+
+    assert response.status_code == 501
+    assert "no attention weights" in response.json()["error"]
+
+
+def test_native_int8_serves(scrambled_dir: Path) -> None:
+    with ready_client(model_dir=scrambled_dir, compute_type="int8") as client:
+        translations = greedy_translations(client)
+        attention = client.post(
+            "/translate", json={"text": HINDI_TEXTS[0], "return_attention": True}
+        )
+        ready = client.get("/ready").json()
+        model = client.app.state.runtime.service.translator.model
+
+    assert len(translations) == len(HINDI_TEXTS)
+    assert attention.status_code == 200, attention.json()
+    assert ready["engine"] == "native"
+    assert ready["compute_type"] == "int8"
+    quantized = torch.ao.nn.quantized.dynamic.Linear
+    assert any(isinstance(module, quantized) for module in model.modules())
+
+
+def test_native_float32_is_default(scrambled_dir: Path) -> None:
+    with ready_client(model_dir=scrambled_dir) as client:
+        ready = client.get("/ready").json()
+        model = client.app.state.runtime.service.translator.model
+
+    assert ready["engine"] == "native"
+    assert ready["compute_type"] == "float32"
+    quantized = torch.ao.nn.quantized.dynamic.Linear
+    assert not any(isinstance(module, quantized) for module in model.modules())
+
+
+# --- Settings validation ---
+
+
+def test_settings_default_compute_types() -> None:
+    assert Settings().compute_type == "float32"
+    pytest.importorskip("ctranslate2")
+    assert Settings(engine="ctranslate2").compute_type == "default"
+
+
+def test_settings_read_engine_from_env(monkeypatch) -> None:
+    pytest.importorskip("ctranslate2")
+    monkeypatch.setenv("NMT_ENGINE", "CTranslate2")
+    monkeypatch.setenv("NMT_COMPUTE_TYPE", "INT8_float32")
+    settings = Settings()
+    assert settings.engine == "ctranslate2"
+    assert settings.compute_type == "int8_float32"
+
+
+def test_settings_unknown_engine() -> None:
+    with pytest.raises(ValidationError) as error:
+        Settings(engine="onnx")
+    assert "engine must be one of native, ctranslate2, got 'onnx'" in str(error.value)
+
+
+def test_settings_native_rejects_ct2_type() -> None:
+    with pytest.raises(ValidationError) as error:
+        Settings(compute_type="int8_float16")
+    message = str(error.value)
+    assert "compute_type 'int8_float16' is not valid for engine 'native'" in message
+    assert "use one of: float32, int8" in message
+
+
+def test_settings_native_int8_needs_cpu() -> None:
+    with pytest.raises(ValidationError) as error:
+        Settings(device="cuda", compute_type="int8")
+    assert "runs on the CPU only, not on device 'cuda'" in str(error.value)
+
+
+def test_settings_ctranslate2_unknown_type() -> None:
+    pytest.importorskip("ctranslate2")
+    with pytest.raises(ValidationError) as error:
+        Settings(engine="ctranslate2", compute_type="int4")
+    message = str(error.value)
+    assert "compute_type 'int4' is not valid for engine 'ctranslate2'" in message
+    assert "use one of: " + ", ".join(engines.CT2_COMPUTE_TYPES) in message
+
+
+def test_settings_ctranslate2_type_unsupported_on_cpu() -> None:
+    ctranslate2 = pytest.importorskip("ctranslate2")
+    supported = ctranslate2.get_supported_compute_types("cpu")
+    explicit = [name for name in engines.CT2_COMPUTE_TYPES if name not in ("default", "auto")]
+    unsupported = [name for name in explicit if name not in supported]
+    if not unsupported:
+        pytest.skip("CTranslate2 supports every compute type on this CPU")
+
+    with pytest.raises(ValidationError) as error:
+        Settings(engine="ctranslate2", compute_type=unsupported[0])
+    message = str(error.value)
+    expected = f"compute_type {unsupported[0]!r} is not supported by CTranslate2 on device 'cpu'"
+    assert expected in message
+    assert "use one of: default, auto, float32" in message
+
+
+def test_settings_ctranslate2_rejects_device_index() -> None:
+    pytest.importorskip("ctranslate2")
+    with pytest.raises(ValidationError) as error:
+        Settings(engine="ctranslate2", device="cuda:1")
+    expected = "device 'cuda:1' is not valid for engine 'ctranslate2'; use one of: cpu, cuda"
+    assert expected in str(error.value)
+
+
+def test_settings_ctranslate2_not_installed(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)  # makes `import ctranslate2` fail
+    with pytest.raises(ValidationError) as error:
+        Settings(engine="ctranslate2")
+    message = str(error.value)
+    assert "engine 'ctranslate2' needs the ctranslate2 package, which is not installed" in message
+    assert "set engine to 'native'" in message
+
+
+# --- nmt serve ---
+
+
+def _serve_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_serve_passes_engine_to_app(ct2_dir: Path, monkeypatch) -> None:
+    started = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: started.append(app))
+    args = _serve_args("--model", str(ct2_dir), "--engine", "ctranslate2", "--compute-type", "int8")
+
+    assert run_serve(args) == 0
+    settings = started[0].state.settings
+    assert settings.engine == "ctranslate2"
+    assert settings.compute_type == "int8"
+
+
+def test_serve_native_int8_flag(scrambled_dir: Path, monkeypatch) -> None:
+    started = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: started.append(app))
+
+    assert run_serve(_serve_args("--model", str(scrambled_dir), "--compute-type", "int8")) == 0
+    settings = started[0].state.settings
+    assert settings.engine == "native"
+    assert settings.compute_type == "int8"
+
+
+def test_serve_invalid_compute_type_exit_2(scrambled_dir: Path, caplog) -> None:
+    args = _serve_args("--model", str(scrambled_dir), "--compute-type", "int8_float16")
+    assert run_serve(args) == EXIT_USAGE
+    assert "compute_type 'int8_float16' is not valid for engine 'native'" in caplog.text
+    assert "use one of: float32, int8" in caplog.text
+
+
+def test_serve_unknown_engine_exit_2(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _serve_args("--engine", "onnx")
+    assert exit_info.value.code == EXIT_USAGE
+    assert "invalid choice: 'onnx'" in capsys.readouterr().err
+
+
+def test_serve_native_dir_with_ctranslate2(scrambled_dir: Path, caplog) -> None:
+    pytest.importorskip("ctranslate2")
+    args = _serve_args("--model", str(scrambled_dir), "--engine", "ctranslate2")
+    assert run_serve(args) == EXIT_USAGE
+    assert "contains a PyTorch model, which engine ctranslate2 cannot load" in caplog.text
+    assert f"nmt export-ct2 --model {scrambled_dir} --out DIR" in caplog.text
+
+
+def test_serve_ct2_dir_with_native(ct2_dir: Path, caplog) -> None:
+    assert run_serve(_serve_args("--model", str(ct2_dir))) == EXIT_USAGE
+    assert "contains a CTranslate2 export, which engine native cannot load" in caplog.text
+    assert "--engine ctranslate2" in caplog.text
+
+
+def test_serve_incomplete_ct2_dir_exit_2(ct2_dir: Path, tmp_path: Path, caplog) -> None:
+    folder = tmp_path / "ct2"
+    folder.mkdir()
+    (folder / "model.bin").write_bytes((ct2_dir / "model.bin").read_bytes())
+    args = _serve_args("--model", str(folder), "--engine", "ctranslate2")
+
+    assert run_serve(args) == EXIT_USAGE
+    assert f"{folder} is missing config.json, tokenizer.model, metadata.json" in caplog.text
