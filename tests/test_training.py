@@ -194,6 +194,22 @@ def test_init_from_rejects_another_shape(tmp_path: Path, in_process_training) ->
         train(config_from_dict(values), FIXTURES)
 
 
+def test_bf16_autocast_on_cpu_trains(tmp_path: Path, in_process_training) -> None:
+    config = config_from_dict(tiny_config(
+        tmp_path, "bf16", optim={"max_steps": 40, "precision": "bf16"}))
+    train(config, FIXTURES)
+    losses, validations = read_metrics(config.run_dir)
+    assert all(math.isfinite(r["loss"]) for r in losses)
+    assert losses[-1]["loss"] < losses[0]["loss"]
+    state = load_checkpoint(latest_checkpoint(config.run_dir / "checkpoints"))
+    assert all(t.dtype == torch.float32 for t in state["model"].values() if t.is_floating_point())
+
+
+def test_config_rejects_unknown_precision() -> None:
+    with pytest.raises(ValueError, match="optim.precision must be one of auto, fp32, bf16"):
+        config_from_dict(tiny_config(Path("runs"), "x", optim={"precision": "fp16"}))
+
+
 def test_finished_run_trains_no_more(tmp_path: Path, in_process_training) -> None:
     config = config_from_dict(tiny_config(tmp_path, "done", optim={"max_steps": 10}))
     train(config, FIXTURES)

@@ -174,6 +174,13 @@ def train(config: TrainConfig, data_dir: Path) -> Path:
     return export_dir
 
 
+def _autocast(precision: str, device: torch.device):
+    """The mixed-precision context of the forward pass (see `OptimConfig.precision`)."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
 def _init_weights(model: Transformer, model_dir: Path) -> dict:
     """Copy a model directory's weights into `model`; return the training state they carry."""
     source, _, metadata = load_model_dir(model_dir)
@@ -202,9 +209,7 @@ def _loop(
     optim, evaluation = config.optim, config.eval
     source_lengths = [len(s) + 1 for s in data.sources]
     target_lengths = [len(t) + 1 for t in data.targets]
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if env.device.type == "cuda" else nullcontext()
-    )
+    autocast = _autocast(optim.precision, env.device)
     stop = _StopRequest()
     metrics_path = config.run_dir / "metrics.jsonl"
     progress = tqdm(
