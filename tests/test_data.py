@@ -281,6 +281,13 @@ CLEANING_CASES = [
         {"eval_overlap": 1},
         1,
     ),
+    (
+        "mojibake-hindi",
+        [GOOD, ("à¤«à¤¼à¤¾à¤à¤² à¤à¤à¤¾à¤°", "File size")],
+        {"mojibake": 1},
+        1,
+    ),
+    ("sentence-marker-only", [GOOD, ("<s>", "<s>")], {"empty": 1}, 1),
 ]
 
 EXCLUDE = {"यह परीक्षा का वाक्य है।", "This is an evaluation sentence."}
@@ -297,8 +304,18 @@ def test_cleaning_cases(pairs, dropped, kept):
     assert report.total == len(pairs)
     assert report.kept == kept
     assert len(cleaned) == kept
-    for reason in ("empty", "too_short", "too_long", "length_ratio", "eval_overlap", "duplicate"):
+    for reason in ("empty", "too_short", "too_long", "length_ratio", "mojibake", "eval_overlap",
+                   "duplicate"):
         assert getattr(report, reason) == dropped.get(reason, 0), reason
+
+
+def test_cleaning_removes_sentence_markers():
+    pairs = [("कीमियागर रेत पर चित्र बनाने लगा । <s> ऐसा करने में उसे पांच मिनट लगे ।",
+              "The alchemist began to draw in the sand. <s>It took him five minutes.")]
+    cleaned, report = clean_pairs(pairs_dataset(pairs), CleaningConfig())
+    assert report.kept == 1
+    assert cleaned["hi"] == ["कीमियागर रेत पर चित्र बनाने लगा । ऐसा करने में उसे पांच मिनट लगे ।"]
+    assert cleaned["en"] == ["The alchemist began to draw in the sand. It took him five minutes."]
 
 
 def test_cleaning_min_chars():

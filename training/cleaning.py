@@ -9,6 +9,7 @@ that spelling variants (nukta forms, ZWJ) still match.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Set
 from dataclasses import asdict, dataclass, fields
@@ -68,6 +69,7 @@ class CleaningReport:
     too_short: int = 0
     too_long: int = 0
     length_ratio: int = 0
+    mojibake: int = 0
     eval_overlap: int = 0
     duplicate: int = 0
 
@@ -91,6 +93,17 @@ def _fold_whitespace(text: str) -> str:
     return " ".join(text.split())
 
 
+# Devanagari encoded as UTF-8 and decoded as Latin-1 or cp1252: every letter starts with "à¤" or
+# "à¥" (bytes E0 A4 / E0 A5). Such lines have lost bytes on the way and cannot be repaired.
+_MOJIBAKE = re.compile("à[¤¥]")
+# Sentence-boundary markers left inside some segments of the IITB-like samples.
+_SENTENCE_MARKER = re.compile(r"\s*</?s>\s*")
+
+
+def _strip_markers(text: str) -> str:
+    return _SENTENCE_MARKER.sub(" ", text)
+
+
 def _drop_reason(hi: str, en: str, config: CleaningConfig, exclude: Set[str]) -> str | None:
     shorter, longer = sorted((len(hi), len(en)))
     if shorter == 0:
@@ -101,6 +114,8 @@ def _drop_reason(hi: str, en: str, config: CleaningConfig, exclude: Set[str]) ->
         return "too_long"
     if longer > config.max_length_ratio * shorter + config.ratio_allowance:
         return "length_ratio"
+    if _MOJIBAKE.search(hi) or _MOJIBAKE.search(en):
+        return "mojibake"
     if hi in exclude or en in exclude:
         return "eval_overlap"
     return None
@@ -136,7 +151,8 @@ def clean_pairs(
     # (datasets 5.2, 188k pairs).
     table = ds.with_format("arrow")[:]  # applies any index mapping left by `select`
     counts = dict.fromkeys(
-        ("empty", "too_short", "too_long", "length_ratio", "eval_overlap", "duplicate"), 0
+        ("empty", "too_short", "too_long", "length_ratio", "mojibake", "eval_overlap",
+         "duplicate"), 0
     )
     seen: set[tuple[str, str]] = set()
     keep: list[int] = []
@@ -144,7 +160,7 @@ def clean_pairs(
     en_kept: list[str] = []
     rows = zip(table.column("hi").to_pylist(), table.column("en").to_pylist(), strict=True)
     for row, (raw_hi, raw_en) in enumerate(rows):
-        hi, en = normalize_hi(raw_hi), normalize_en(raw_en)
+        hi, en = normalize_hi(_strip_markers(raw_hi)), normalize_en(_strip_markers(raw_en))
         reason = _drop_reason(hi, en, config, exclude)
         if reason is None and config.dedupe:
             if (hi, en) in seen:
