@@ -21,6 +21,17 @@ def default_model_dir() -> Path:
     return Path(os.environ.get("NMT_MODEL_DIR", DEFAULT_MODEL))
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _train_tokenizer(args: argparse.Namespace) -> int:
     from training.cleaning import CleaningConfig, load_eval_texts
     from training.data import SourceSpec, prepare_training_data
@@ -134,10 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
                               help="translate Hindi lines on stdin to English on stdout")
     tra.add_argument("--model", type=Path, default=default_model_dir(),
                      help="model directory (default: the released model)")
-    tra.add_argument("--beam-size", type=int, default=None,
+    tra.add_argument("--beam-size", type=positive_int, default=None,
                      help="beam size (default: the model's, 4 for the released model)")
-    tra.add_argument("--threads", type=int, default=None, help="torch threads")
-    tra.add_argument("--batch-lines", type=int, default=256, help="lines translated per batch")
+    tra.add_argument("--threads", type=positive_int, default=None,
+                     help="torch threads (default: torch's, one per core)")
+    tra.add_argument("--batch-lines", type=positive_int, default=256,
+                     help="lines translated per batch")
     tra.add_argument("--int8", action="store_true",
                      help="quantize the linear layers to int8 (faster on CPU, see benchmarks/)")
     tra.set_defaults(run=_translate)
@@ -150,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     avg = commands.add_parser("average", help="average a run's last checkpoints into a model dir")
     avg.add_argument("--run-dir", required=True, help="run folder with checkpoints/ and model/")
-    avg.add_argument("--last", type=int, default=5, help="checkpoints to average (default: 5)")
+    avg.add_argument("--last", type=positive_int, default=5,
+                     help="checkpoints to average (default: 5)")
     avg.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
     avg.add_argument("--out", required=True, help="output model directory")
     avg.set_defaults(run=_average)

@@ -116,6 +116,16 @@ def test_export_fp16(capsys, tiny_model_dir: Path, tmp_path: Path) -> None:
     assert Translator.load(out_dir).metadata == Translator.load(tiny_model_dir).metadata
 
 
+@pytest.mark.parametrize("option, value", [("--beam-size", "0"), ("--threads", "-1"),
+                                           ("--batch-lines", "0"), ("--beam-size", "two")])
+def test_translate_rejects_bad_numbers(capsys, option: str, value: str) -> None:
+    with pytest.raises(SystemExit) as error:
+        main(["translate", option, value])
+    assert error.value.code == 2
+    message = capsys.readouterr().err
+    assert option in message and value in message
+
+
 def test_unknown_subcommand_exits_2(capsys) -> None:
     with pytest.raises(SystemExit) as error:
         main(["no-such-command"])

@@ -176,6 +176,8 @@ def test_evaluate_missing_file_exits_2(tmp_path, hyp_ref, capsys):
             "--beam-size must be positive",
         ),
         (["--service", "ftp://127.0.0.1/", "--src", "SRC"], "http:// or https://"),
+        (["--hyp", "h.en", "--threads", "2"], "--threads applies only with --model"),
+        (["--model", "models/x", "--src", "s.hi", "--threads", "0"], "--threads must be positive"),
     ],
 )
 def test_evaluate_invalid_options_exit_2(extra, message, hyp_ref, fixtures_dir, capsys):
@@ -186,6 +188,29 @@ def test_evaluate_invalid_options_exit_2(extra, message, hyp_ref, fixtures_dir, 
 
     assert status == 2
     assert message in capsys.readouterr().err
+
+
+def test_evaluate_missing_model_names_it(tmp_path, hyp_ref, fixtures_dir, capsys):
+    missing = tmp_path / "no-model"
+    args = parse_evaluate_args(["--model", str(missing), "--src",
+                                str(fixtures_dir / "iitb-dev-50.hi"), "--ref",
+                                str(fixtures_dir / "iitb-dev-50.en")])
+
+    status = run_evaluate(args)
+
+    assert status == 2
+    error = capsys.readouterr().err
+    assert str(missing) in error and "None" not in error
+
+
+def test_evaluate_non_utf8_file_names_it(tmp_path, hyp_ref, capsys):
+    latin1 = tmp_path / "latin1.en"
+    latin1.write_bytes("caf\u00e9\n".encode("latin-1"))
+
+    status = run_evaluate(parse_evaluate_args(["--hyp", str(latin1), "--ref", str(hyp_ref[1])]))
+
+    assert status == 2
+    assert f"{latin1} is not UTF-8 text" in capsys.readouterr().err
 
 
 def test_evaluate_requires_one_system(hyp_ref):
@@ -347,6 +372,9 @@ def test_model_translations_match_translator(tmp_path):
 
     translations = translate_with_model(model_dir, sources, beam_size=2, batch_size=1)
 
+    # The same pipeline as `nmt translate` and the service.
+    from nmt.pipeline import translate_lines
+
     translator = Translator.load(model_dir)
-    expected = [t.text for t in translator.translate([sources[0], sources[2]], beam_size=2)]
+    expected = translate_lines(translator, [sources[0], sources[2]], beam_size=2)
     assert translations == [expected[0], "", expected[1]]

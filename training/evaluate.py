@@ -112,7 +112,11 @@ def read_lines(path: str | Path) -> list[str]:
     Only "\\n" (or "\\r\\n") ends a line. `str.splitlines` also breaks on U+0085 and U+2028,
     which occur inside real segments and would misalign parallel files.
     """
-    lines = Path(path).read_text(encoding="utf-8").split("\n")
+    try:
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})"
+                         ) from error
     if lines[-1] == "":
         lines.pop()  # the newline that ends the last line starts no new line
     return [line.removesuffix("\r") for line in lines]
@@ -152,16 +156,26 @@ def translate_with_model(
     beam_size: int = DEFAULT_BEAM_SIZE,
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str = "cpu",
+    threads: int | None = None,
 ) -> list[str]:
-    """Translate `sources` with the model in `model_dir` using beam search, keeping input order."""
-    from nmt.translator import Translator  # imported here: scoring a file needs no torch
+    """Translate `sources` with the model in `model_dir` using beam search, keeping input order.
 
+    Each line goes through the same pipeline as ``nmt translate`` and the service (sentence
+    splitting, protected spans, pass-through of text that is not Hindi), so the scores are those
+    of what users get.
+    """
+    # Imported here: scoring a file needs no torch.
+    from nmt.pipeline import translate_lines
+    from nmt.translator import Translator
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     translator = Translator.load(model_dir, device=device)
 
     def translate_batch(batch: list[str]) -> list[str]:
-        return [
-            translation.text for translation in translator.translate(batch, beam_size=beam_size)
-        ]
+        return translate_lines(translator, batch, beam_size=beam_size)
 
     return _translate_in_batches(sources, translate_batch, batch_size)
 
@@ -245,6 +259,7 @@ _OPTION_SCOPE = {
     "batch_size": ("--batch-size", _TRANSLATING),
     "beam_size": ("--beam-size", ("--model",)),
     "device": ("--device", ("--model",)),
+    "threads": ("--threads", ("--model",)),
     "timeout": ("--timeout", ("--service",)),
 }
 
@@ -288,6 +303,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", help='torch device for --model, e.g. "cuda" (default "cpu")')
     parser.add_argument(
+        "--threads", type=int, metavar="N", help="torch threads for --model (default: torch's)"
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         metavar="SECONDS",
@@ -320,6 +338,7 @@ def _check_option_scope(args: argparse.Namespace) -> None:
     for name, flag in (
         ("beam_size", "--beam-size"),
         ("batch_size", "--batch-size"),
+        ("threads", "--threads"),
         ("timeout", "--timeout"),
     ):
         value = getattr(args, name)
@@ -350,6 +369,7 @@ def _produce_hypotheses(args: argparse.Namespace, reference_count: int) -> list[
             beam_size=_value_or(args.beam_size, DEFAULT_BEAM_SIZE),
             batch_size=batch_size,
             device=_value_or(args.device, "cpu"),
+            threads=args.threads,
         )
     else:
         hypotheses = translate_with_service(
@@ -381,7 +401,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"nmt evaluate: translation failed: {error}", file=sys.stderr)
         return EXIT_TRANSLATION_FAILED
     except FileNotFoundError as error:
-        print(f"nmt evaluate: file not found: {error.filename}", file=sys.stderr)
+        missing = error.filename if error.filename is not None else error
+        print(f"nmt evaluate: file not found: {missing}", file=sys.stderr)
         return EXIT_INVALID_INPUT
     except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
         print(f"nmt evaluate: error: {error}", file=sys.stderr)
