@@ -33,6 +33,8 @@ USER nmt
 
 ENV NMT_MODEL_DIR=/app/models/hi-en
 EXPOSE 8000
+# /ready, not /health: a container whose model failed to load must not count as healthy.
+# urlopen raises on a 503, which exits with status 1 (unhealthy).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4).status != 200)"]
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/ready', timeout=4).status != 200)"]
 CMD ["nmt", "serve", "--host", "0.0.0.0", "--port", "8000"]

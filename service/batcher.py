@@ -41,6 +41,23 @@ class DecodeOptions:
 TranslateBatch = Callable[[list[str], DecodeOptions], Sequence[Any]]
 
 
+class TooManySentencesError(APIError):
+    """A request has more sentences than may wait for translation at once.
+
+    Such a request can never be accepted, so it gets 422 and no Retry-After.
+    """
+
+    def __init__(self, sentences: int, limit: int) -> None:
+        super().__init__(
+            422,
+            f"{sentences} sentences are over the limit of {limit} sentences that may wait "
+            f"for translation at once (NMT_MAX_PENDING_SENTENCES); send the texts in several "
+            f"smaller requests",
+        )
+        self.sentences = sentences
+        self.limit = limit
+
+
 class TranslationFailedError(RuntimeError):
     """The translator raised while translating a batch that contained this request."""
 
@@ -129,10 +146,14 @@ class DynamicBatcher:
     ) -> list[Any]:
         """Translate `sentences` (with their source token counts) and return results in order.
 
-        Raises APIError 503 when more than `max_pending_sentences` would be waiting.
+        Raises TooManySentencesError when `sentences` alone are more than
+        `max_pending_sentences`, and APIError 503 when they would be with the sentences
+        already waiting.
         """
         if not sentences:
             return []
+        if len(sentences) > self._max_pending_sentences:
+            raise TooManySentencesError(len(sentences), self._max_pending_sentences)
         if self._pending_sentences + len(sentences) > self._max_pending_sentences:
             raise APIError(
                 503,

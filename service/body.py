@@ -3,12 +3,16 @@
 Bodies are decoded here rather than by Starlette's form parser because that parser
 replaces bytes that are not UTF-8 instead of rejecting them. Every failure raises an
 APIError whose message states what is wrong with the body.
+
+A JSON body keeps its JSON types, so `TranslateRequest` validates it strictly. Form
+fields are all strings, so `"4"` must still become the integer 4 there.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -16,7 +20,8 @@ from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from service.errors import APIError
+from service.errors import APIError, truncate
+from service.schemas import ErrorDetail
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +34,20 @@ SUPPORTED_TYPES = (JSON_TYPE, URLENCODED_TYPE, MULTIPART_TYPE)
 _LIST_FIELDS = ("q", "texts")
 
 
-async def read_fields(request: Request) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RequestBody:
+    """Fields of a decoded request body and the media type of the body."""
+
+    fields: dict[str, Any]
+    media_type: str
+
+    @property
+    def is_json(self) -> bool:
+        """Whether the fields keep JSON types; form fields are strings."""
+        return self.media_type == JSON_TYPE
+
+
+async def read_body(request: Request) -> RequestBody:
     """Read the request body and return its fields, whatever the content type."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     media_type = content_type.decode("latin-1").lower()
@@ -43,10 +61,12 @@ async def read_fields(request: Request) -> dict[str, Any]:
     # The request-context middleware rejects bodies over the size limit while streaming.
     body = await request.body()
     if media_type == JSON_TYPE:
-        return _decode_json(body)
-    if media_type == URLENCODED_TYPE:
-        return _collect_form(_decode_urlencoded(body))
-    return _collect_form(_decode_multipart(body, options.get(b"boundary")))
+        fields = _decode_json(body)
+    elif media_type == URLENCODED_TYPE:
+        fields = _collect_form(_decode_urlencoded(body))
+    else:
+        fields = _collect_form(_decode_multipart(body, options.get(b"boundary")))
+    return RequestBody(fields, media_type)
 
 
 def _decode_utf8(data: bytes, source: str) -> str:
@@ -71,8 +91,30 @@ def _decode_json(body: bytes) -> dict[str, Any]:
             f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}",
         ) from error
     if not isinstance(data, dict):
-        raise APIError(422, f"request body must be a JSON object, got a JSON {type(data).__name__}")
+        message = f"must be a JSON object, got {_json_type_name(data)}"
+        raise _field_error("body", message, f"request body {message}")
     return data
+
+
+def _json_type_name(value: Any) -> str:
+    """Return the JSON name of the type of a value that json.loads returned, with its article."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):  # before int, because bool is a subclass of int
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _field_error(field: str, message: str, full_message: str | None = None) -> APIError:
+    """Return a 422 with one detail; `full_message` defaults to "field: message"."""
+    detail = ErrorDetail(field=field, message=message)
+    return APIError(422, full_message or f"{field}: {message}", details=[detail])
 
 
 def _decode_urlencoded(body: bytes) -> list[tuple[str, str]]:
@@ -107,8 +149,9 @@ def _decode_multipart(body: bytes, boundary: bytes | None) -> list[tuple[str, st
             raise APIError(400, "malformed multipart body: a part has no form-data name")
         name = _decode_utf8(params[b"name"], "multipart field name")
         if b"filename" in params:
-            raise APIError(422, f"{name}: file uploads are not accepted; send the text as a field")
-        fields.append((name, _decode_utf8(data, f"multipart field {name}")))
+            message = "file uploads are not accepted; send the text as a field"
+            raise _field_error(truncate(name), message)
+        fields.append((name, _decode_utf8(data, f"multipart field {truncate(name)}")))
     return fields
 
 
@@ -166,5 +209,5 @@ def _collect_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
             previous = fields[name]
             fields[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
         else:
-            raise APIError(422, f"{name}: field is given more than once")
+            raise _field_error(truncate(name), "field is given more than once")
     return fields

@@ -1,4 +1,4 @@
-"""Checks of a parsed translation request against the limits in the settings.
+"""Checks of a parsed translation request: its texts, and its options against the limits.
 
 These run after `TranslateRequest` has checked types, because the limits come from the
 server's settings. Every problem is reported at once, each naming its field
@@ -49,10 +49,31 @@ def _check_texts(request: TranslateRequest, settings: Settings) -> list[ErrorDet
 def _check_text(field: str, text: str, max_chars: int) -> list[ErrorDetail]:
     if not text.strip():
         return [ErrorDetail(field=field, message="must not be empty or only whitespace")]
+    surrogate = _find_lone_surrogate(text)
+    if surrogate is not None:
+        message = (
+            f"contains an unpaired surrogate code point U+{ord(text[surrogate]):04X} at "
+            f"position {surrogate}; send valid Unicode text"
+        )
+        return [ErrorDetail(field=field, message=message)]
     if len(text) > max_chars:
         message = f"{len(text)} characters are over the limit of {max_chars} characters per text"
         return [ErrorDetail(field=field, message=message)]
     return []
+
+
+def _find_lone_surrogate(text: str) -> int | None:
+    """Return the index of the first lone UTF-16 surrogate in `text`, or None.
+
+    JSON escapes such as \\ud800 decode to such code points. A valid pair of escapes
+    decodes to one code point outside the BMP, so every surrogate left in a str is unpaired,
+    and UTF-8 cannot encode it.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return error.start
+    return None
 
 
 def _check_options(request: TranslateRequest, settings: Settings) -> list[ErrorDetail]:

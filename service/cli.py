@@ -104,6 +104,11 @@ def run_serve(args: argparse.Namespace) -> int:
     if problem:
         logger.error("%s", problem)
         return EXIT_USAGE
+    # Checked before start-up: a server whose model cannot load would only ever return 503.
+    problem = engines.device_unavailable_reason(settings.engine, settings.device)
+    if problem:
+        logger.error("%s", problem)
+        return EXIT_USAGE
 
     import uvicorn
 

@@ -60,7 +60,11 @@ def check_api_key(request: Request, body_key: str | None, settings: Settings) ->
             headers={"WWW-Authenticate": "Bearer"},
         )
     # Compare against every key, without stopping early, to keep timing independent of keys.
-    matches = [hmac.compare_digest(key.encode(), known.encode()) for known in accepted]
+    # surrogatepass: a JSON body may carry lone surrogates, which plain UTF-8 cannot encode.
+    key_bytes = key.encode("utf-8", "surrogatepass")
+    matches = [
+        hmac.compare_digest(key_bytes, known.encode("utf-8", "surrogatepass")) for known in accepted
+    ]
     if not any(matches):
         raise APIError(403, "invalid API key")
 

@@ -33,12 +33,81 @@ CT2_COMPUTE_TYPES = (
     "bfloat16",
 )
 CT2_DEVICES = ("cpu", "cuda")
+# torch device types that the native engine accepts, with the name of their backend.
+TORCH_DEVICE_TYPES = {"cpu": "CPU", "cuda": "CUDA", "xpu": "XPU", "mps": "MPS"}
+_DEVICE_SETTING = "--device or NMT_DEVICE"
 _DEFAULT_COMPUTE_TYPES = {NATIVE: "float32", CTRANSLATE2: "default"}
 
 
 def default_compute_type(engine: str) -> str:
     """Return the compute type that `engine` uses when none is set."""
     return _DEFAULT_COMPUTE_TYPES[engine]
+
+
+def check_device(device: str) -> None:
+    """Raise ValueError unless `device` is a torch device string of a type in TORCH_DEVICE_TYPES.
+
+    This checks the spelling only. `device_unavailable_reason` checks that the machine has
+    the device.
+    """
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(
+            f"device {device!r} ({_DEVICE_SETTING}) is not a valid torch device; "
+            f"use cpu, cuda or cuda:N"
+        ) from error
+    if parsed.type not in TORCH_DEVICE_TYPES:
+        raise ValueError(
+            f"device {device!r} ({_DEVICE_SETTING}) has type {parsed.type!r}, which the "
+            f"service cannot run on; use one of: {', '.join(TORCH_DEVICE_TYPES)}"
+        )
+
+
+def device_unavailable_reason(engine: str, device: str) -> str | None:
+    """Return why `engine` cannot run on `device` on this machine, or None when it can.
+
+    `device` must have passed `check_device`, and `check_engine` for `engine`.
+    """
+    reason = _ct2_device_problem(device) if engine == CTRANSLATE2 else _torch_device_problem(device)
+    if reason is None:
+        return None
+    return (
+        f"device {device!r} ({_DEVICE_SETTING}) cannot be used: {reason}; "
+        f"choose another device, e.g. cpu"
+    )
+
+
+def _torch_device_problem(device: str) -> str | None:
+    import torch
+
+    parsed = torch.device(device)
+    if parsed.type == "cpu":
+        return None
+    name = TORCH_DEVICE_TYPES[parsed.type]
+    # torch.backends.mps has is_available; torch.cuda and torch.xpu also have device_count.
+    backend = torch.backends.mps if parsed.type == "mps" else getattr(torch, parsed.type)
+    if not backend.is_available():
+        return f"{name} is not available to torch {torch.__version__} on this machine"
+
+    count_devices = getattr(backend, "device_count", None)
+    if parsed.index is not None and count_devices is not None:
+        count = count_devices()
+        if parsed.index >= count:
+            return f"torch finds {count} {name} device(s), so index {parsed.index} does not exist"
+    return None
+
+
+def _ct2_device_problem(device: str) -> str | None:
+    if device != "cuda":
+        return None
+    import ctranslate2
+
+    if ctranslate2.get_cuda_device_count() == 0:
+        return "CTranslate2 finds no CUDA device on this machine"
+    return None
 
 
 def check_engine(engine: str, device: str) -> None:

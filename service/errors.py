@@ -7,6 +7,7 @@ turned into a response.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +23,8 @@ from service.schemas import ErrorDetail, ErrorResponse, TranslateRequest
 logger = logging.getLogger(__name__)
 
 UNKNOWN_REQUEST_ID = "-"
+# Values and field names from a request are cut to this many characters in error messages.
+MAX_ECHOED_CHARS = 100
 
 
 class APIError(Exception):
@@ -35,10 +38,11 @@ class APIError(Exception):
         details: Sequence[ErrorDetail] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        message = escape_surrogates(message)
         super().__init__(message)
         self.status_code = status_code
         self.message = message
-        self.details = list(details) if details else None
+        self.details = [_escape_detail(detail) for detail in details] if details else None
         self.headers = dict(headers) if headers else None
 
 
@@ -47,6 +51,37 @@ class BodyTooLargeError(APIError):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request body is over the limit of {limit} bytes")
+
+
+def truncate(text: str) -> str:
+    """Cut `text` to MAX_ECHOED_CHARS characters, marking a cut with "…"."""
+    if len(text) <= MAX_ECHOED_CHARS:
+        return text
+    return text[:MAX_ECHOED_CHARS] + "…"
+
+
+def format_value(value: Any) -> str:
+    """Format a request value as JSON text for an error message, cut by `truncate`."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return truncate(text)
+
+
+def escape_surrogates(text: str) -> str:
+    """Replace each lone UTF-16 surrogate in `text` with its escape, e.g. \\ud800.
+
+    JSON may carry lone surrogates as escapes, but UTF-8 cannot encode them, so an error
+    message that echoed one verbatim could not be sent.
+    """
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _escape_detail(detail: ErrorDetail) -> ErrorDetail:
+    return ErrorDetail(
+        field=escape_surrogates(detail.field), message=escape_surrogates(detail.message)
+    )
 
 
 def request_id_of(request: Request) -> str:
@@ -116,14 +151,20 @@ def _field_name(location: Sequence[Any]) -> str:
         if isinstance(part, int):
             name += f"[{part}]"
         elif name:
-            name += f".{part}"
+            name += f".{truncate(str(part))}"
         else:
-            name = str(part)
+            name = truncate(str(part))
     return name or "body"
 
 
 def _message(item: Mapping[str, Any]) -> str:
-    if item.get("type") == "extra_forbidden":
+    error_type = item.get("type")
+    if error_type == "extra_forbidden":
         accepted = ", ".join(TranslateRequest.model_fields)
         return f"unknown field; the accepted fields are {accepted}"
-    return str(item.get("msg", "invalid value"))
+
+    message = str(item.get("msg", "invalid value"))
+    # A model-level error has no location, and its input is the whole body.
+    if item.get("loc") and "input" in item and error_type != "missing":
+        message += f", got {format_value(item['input'])}"
+    return message

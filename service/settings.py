@@ -89,13 +89,22 @@ class Settings(BaseSettings):
         4096, ge=1, description="Maximum padded source tokens (sentences x longest) per batch"
     )
     max_pending_sentences: int = Field(
-        4096, ge=1, description="Sentences waiting for translation before requests get 503"
+        4096,
+        ge=1,
+        description="Maximum sentences waiting for translation. A request with more sentences "
+        "gets 422; one that would take the waiting sentences over it gets 503",
     )
 
     api_keys: SecretStr = Field(
         SecretStr(""), description="Comma-separated API keys; empty means no key is needed"
     )
     log_level: str = Field("info", description="Log level: critical, error, warning, info, debug")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        engines.check_device(value)
+        return value
 
     @field_validator("engine")
     @classmethod

@@ -153,6 +153,15 @@ def test_health_and_ready(service_client: TestClient) -> None:
     assert ready.json()["status"] == "ready"
 
 
+@pytest.mark.parametrize("path", ["/health", "/ready"])
+def test_head_health_and_ready(service_client: TestClient, path: str) -> None:
+    response = service_client.head(path)
+
+    assert response.status_code == 200
+    assert response.content == b""
+    assert "head" not in service_client.get("/openapi.json").json()["paths"][path]
+
+
 def test_ready_503_while_loading(service_settings, monkeypatch) -> None:
     release = threading.Event()
 
@@ -185,6 +194,7 @@ def test_ready_503_after_failed_load(service_settings) -> None:
         ready = client.get("/ready")
         assert ready.status_code == 503
         assert ready.json()["status"] == "failed"
+        assert client.head("/ready").status_code == 503
         translate = client.post("/translate", json={"text": "नमस्ते"})
         assert translate.status_code == 503
         assert "failed to load" in translate.json()["error"]

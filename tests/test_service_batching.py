@@ -12,11 +12,13 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.batcher import DecodeOptions, DynamicBatcher, _Job, _pack
 from service.metrics import ServiceMetrics
+from service.settings import Settings
 
 _WAIT_S = 5
 
@@ -134,6 +136,52 @@ def test_busy_server_503(service_settings, blocking_translator) -> None:
 
         blocking_translator.release.set()
         thread.join(_WAIT_S)
+
+
+@pytest.mark.parametrize("batching", [True, False])
+@pytest.mark.parametrize(
+    ("body", "field", "sentences"),
+    [
+        ({"text": "क। " * 6}, "text", 6),
+        ({"texts": ["क। ख।", "ग। घ।", "च। छ।"]}, "texts", 6),
+        ({"q": "क। " * 9}, "q", 9),
+    ],
+)
+def test_request_over_pending_limit_422(
+    service_settings, fake_translator, batching: bool, body: dict, field: str, sentences: int
+) -> None:
+    service_settings.max_pending_sentences = 5
+    service_settings.batching = batching
+    with TestClient(create_app(service_settings, fake_translator)) as client:
+        response = client.post("/translate", json=body)
+
+    assert response.status_code == 422
+    assert "Retry-After" not in response.headers
+    error = response.json()
+    words = f"{sentences} sentences are over the limit of 5 sentences"
+    assert f"{field}: {words}" in error["error"]
+    assert "NMT_MAX_PENDING_SENTENCES" in error["error"]
+    assert [detail["field"] for detail in error["details"]] == [field]
+    assert fake_translator.calls == []
+
+
+def test_default_pending_limit_422(tmp_path, fake_translator) -> None:
+    # Three texts under the default 5000 characters, 4998 sentences in all.
+    settings = Settings(model_dir=tmp_path / "no-model", batch_window_ms=1)
+    with TestClient(create_app(settings, fake_translator)) as client:
+        response = client.post("/translate", json={"texts": ["क। " * 1666] * 3})
+
+    assert response.status_code == 422
+    assert "4998 sentences are over the limit of 4096" in response.json()["error"]
+
+
+def test_request_at_pending_limit_translated(service_settings, fake_translator) -> None:
+    service_settings.max_pending_sentences = 5
+    with TestClient(create_app(service_settings, fake_translator)) as client:
+        response = client.post("/translate", json={"text": "क। " * 5})
+
+    assert response.status_code == 200
+    assert sum(len(call[0]) for call in fake_translator.calls) == 5
 
 
 class _FakeJob:

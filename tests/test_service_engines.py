@@ -211,6 +211,47 @@ def test_settings_ctranslate2_not_installed(monkeypatch) -> None:
     assert "set engine to 'native'" in message
 
 
+@pytest.mark.parametrize(
+    ("device", "words"),
+    [
+        ("bogus", "device 'bogus' (--device or NMT_DEVICE) is not a valid torch device"),
+        ("cuda:abc", "device 'cuda:abc' (--device or NMT_DEVICE) is not a valid torch device"),
+        ("", "device '' (--device or NMT_DEVICE) is not a valid torch device"),
+        ("meta", "has type 'meta', which the service cannot run on"),
+    ],
+)
+def test_settings_invalid_device(device: str, words: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        Settings(device=device)
+    assert words in str(error.value)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cpu:0", "cuda", "cuda:1", "xpu", "mps"])
+def test_settings_accept_device_spelling(device: str) -> None:
+    # Whether the machine has the device is checked by `nmt serve`, not by Settings.
+    assert Settings(device=device).device == device
+
+
+def test_device_unavailable_reason(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+    assert engines.device_unavailable_reason("native", "cpu") is None
+    assert engines.device_unavailable_reason("native", "cuda") is None
+    assert engines.device_unavailable_reason("native", "cuda:1") is None
+    reason = engines.device_unavailable_reason("native", "cuda:2")
+    assert "torch finds 2 CUDA device(s), so index 2 does not exist" in reason
+
+
+def test_ct2_device_unavailable_reason(monkeypatch) -> None:
+    ctranslate2 = pytest.importorskip("ctranslate2")
+    monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 0)
+
+    assert engines.device_unavailable_reason("ctranslate2", "cpu") is None
+    reason = engines.device_unavailable_reason("ctranslate2", "cuda")
+    assert "CTranslate2 finds no CUDA device" in reason
+
+
 # --- nmt serve ---
 
 
@@ -277,3 +318,41 @@ def test_serve_incomplete_ct2_dir_exit_2(ct2_dir: Path, tmp_path: Path, caplog) 
 
     assert run_serve(args) == EXIT_USAGE
     assert f"{folder} is missing config.json, tokenizer.model, metadata.json" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "words"),
+    [
+        (["--device", "cuda"], {}, "CUDA is not available to torch"),
+        ([], {"NMT_DEVICE": "cuda"}, "CUDA is not available to torch"),
+        (["--device", "xpu"], {}, "XPU is not available to torch"),
+        (["--device", "bogus"], {}, "is not a valid torch device"),
+        ([], {"NMT_DEVICE": "cuda:abc"}, "is not a valid torch device"),
+    ],
+)
+def test_serve_unusable_device_exit_2(
+    tiny_model_dir: Path, monkeypatch, caplog, argv: list[str], env: dict, words: str
+) -> None:
+    started = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: started.append(app))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.xpu, "is_available", lambda: False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    assert run_serve(_serve_args("--model", str(tiny_model_dir), *argv)) == EXIT_USAGE
+    assert words in caplog.text
+    assert "(--device or NMT_DEVICE)" in caplog.text
+    assert started == []
+
+
+def test_serve_missing_cuda_index_exit_2(tiny_model_dir: Path, monkeypatch, caplog) -> None:
+    started = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: started.append(app))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+    args = _serve_args("--model", str(tiny_model_dir), "--device", "cuda:3")
+    assert run_serve(args) == EXIT_USAGE
+    assert "torch finds 1 CUDA device(s), so index 3 does not exist" in caplog.text
+    assert started == []

@@ -7,6 +7,7 @@ The limits come from the `service_settings` fixture: 200 characters per text, 4 
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -38,6 +39,16 @@ INVALID_BODIES = [
     ({"texts": "क"}, "texts", "valid list"),
     ({"q": 5}, "q", "string or a list of strings"),
     ({"text": "क", "beam_size": "four"}, "beam_size", "valid integer"),
+    # JSON values must have the field's JSON type: no conversion from bool or string.
+    ({"text": "क", "beam_size": True}, "beam_size", "valid integer, got true"),
+    ({"text": "क", "beam_size": "4"}, "beam_size", 'valid integer, got "4"'),
+    ({"text": "क", "alternatives": "2"}, "alternatives", 'valid integer, got "2"'),
+    ({"text": "क", "max_length": 10.5}, "max_length", "valid integer, got 10.5"),
+    ({"text": "क", "return_attention": "yes"}, "return_attention", 'valid boolean, got "yes"'),
+    ({"text": "क", "return_attention": 1}, "return_attention", "valid boolean, got 1"),
+    ({"text": "क", "source": 5}, "source", "valid string, got 5"),
+    ({"texts": ["क", 5]}, "texts[1]", "valid string, got 5"),
+    ({"texts": "क"}, "texts", 'valid list, got "क"'),
 ]
 
 
@@ -76,10 +87,12 @@ RAW_BODIES = [
     # (content type, body bytes, status, words in the error)
     ("application/json", b'{"text": ', 400, "malformed JSON"),
     ("application/json", b"", 400, "request body is empty"),
-    ("application/json", b'["text"]', 422, "must be a JSON object"),
     ("application/json", b'{"text": "\xff\xfe"}', 400, "not valid UTF-8: byte 0xff at offset 10"),
     ("application/x-www-form-urlencoded", b"q=\xff", 400, "not valid UTF-8"),
     ("application/x-www-form-urlencoded", b"q=%FF%FE", 400, "not valid UTF-8"),
+    # A UTF-16 surrogate encoded as if it were a character is not valid UTF-8.
+    ("application/x-www-form-urlencoded", b"q=%ED%A0%80", 400, "not valid UTF-8"),
+    ("application/x-www-form-urlencoded", b"q=\xed\xa0\x80", 400, "not valid UTF-8"),
     ("application/x-www-form-urlencoded", b"q=a&source=hi&source=en", 422, "more than once"),
     ("text/plain", b"text", 415, "unsupported content type text/plain"),
     ("", b'{"text": "ok"}', 415, "unsupported content type none"),
@@ -87,6 +100,12 @@ RAW_BODIES = [
     (
         "multipart/form-data; boundary=xyz",
         b'--xyz\r\nContent-Disposition: form-data; name="q"\r\n\r\n\xff\r\n--xyz--\r\n',
+        400,
+        "multipart field q is not valid UTF-8",
+    ),
+    (
+        "multipart/form-data; boundary=xyz",
+        b'--xyz\r\nContent-Disposition: form-data; name="q"\r\n\r\n\xed\xa0\x80\r\n--xyz--\r\n',
         400,
         "multipart field q is not valid UTF-8",
     ),
@@ -108,6 +127,122 @@ def test_malformed_body(service_client: TestClient, content_type, body, status, 
     error = response.json()
     assert words in error["error"]
     assert error["request_id"]
+
+
+@pytest.mark.parametrize(
+    ("body", "type_name"),
+    [
+        (b'["text"]', "an array"),
+        (b"null", "null"),
+        (b'"x"', "a string"),
+        (b"123", "a number"),
+        (b"1.5", "a number"),
+        (b"true", "a boolean"),
+    ],
+)
+def test_non_object_json_422(service_client: TestClient, body: bytes, type_name: str) -> None:
+    response = service_client.post(
+        "/translate", content=body, headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    error = response.json()
+    assert error["error"] == f"request body must be a JSON object, got {type_name}"
+    assert error["details"] == [
+        {"field": "body", "message": f"must be a JSON object, got {type_name}"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        ({"q": "क", "target": "x" * 3000}, 400),
+        ({"q": "क", "source": "x" * 3000}, 400),
+        ({"text": "क", "beam_size": "x" * 3000}, 422),
+        ({"text": "क", "x" * 3000: 1}, 422),
+    ],
+)
+def test_long_value_truncated_in_error(service_client: TestClient, fields, status) -> None:
+    response = service_client.post("/translate", json=fields)
+
+    assert response.status_code == status
+    error = response.json()
+    # At most 100 characters, of which the quotes around a JSON string are one.
+    assert re.search(r"x{99,100}…", error["error"])
+    assert "x" * 101 not in error["error"]
+    for detail in error.get("details", []):
+        assert "x" * 101 not in detail["field"]
+        assert "x" * 101 not in detail["message"]
+
+
+def test_form_field_types_converted(service_client: TestClient, fake_translator) -> None:
+    # Form values are strings by nature, so "4" still means 4 there.
+    fields = {"text": "नमस्ते", "beam_size": "4", "alternatives": "1", "return_attention": "false"}
+    form = service_client.post("/translate", data=fields)
+    multipart = service_client.post(
+        "/translate", files={name: (None, value) for name, value in fields.items()}
+    )
+
+    assert form.status_code == 200
+    assert multipart.status_code == 200
+    assert form.json()["alternatives"] == ["EN1(नमस्ते)"]
+    assert [call[1:3] for call in fake_translator.calls] == [(4, 2), (4, 2)]
+
+
+SURROGATE_BODIES = [
+    # (JSON body text with escapes, field, code point, position)
+    ('{"text": "\\ud800नमस्ते"}', "text", "U+D800", 0),
+    ('{"text": "\\ud83d"}', "text", "U+D83D", 0),
+    ('{"text": "नमस्ते \\udfff"}', "text", "U+DFFF", 7),
+    ('{"q": "नमस्ते \\ud800"}', "q", "U+D800", 7),
+    ('{"q": ["ठीक", "\\ude00 दो"]}', "q[1]", "U+DE00", 0),
+    ('{"texts": ["नमस्ते \\ud800"]}', "texts[0]", "U+D800", 7),
+    ('{"texts": ["ठीक", "ठीक \\ud800\\ud800"]}', "texts[1]", "U+D800", 4),
+]
+
+
+@pytest.mark.parametrize(("body", "field", "code_point", "position"), SURROGATE_BODIES)
+def test_lone_surrogate_422(
+    service_client: TestClient, fake_translator, body: str, field, code_point, position
+) -> None:
+    response = service_client.post(
+        "/translate", content=body.encode(), headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    error = response.json()
+    words = f"contains an unpaired surrogate code point {code_point} at position {position}"
+    assert f"{field}: {words}" in error["error"]
+    assert [detail["field"] for detail in error["details"]] == [field]
+    assert fake_translator.calls == []
+
+
+def test_surrogate_pair_translated(service_client: TestClient) -> None:
+    body = '{"text": "नमस्ते \\ud83d\\ude00"}'.encode()
+    response = service_client.post(
+        "/translate", content=body, headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 200
+    assert response.json()["translation"] == "EN(नमस्ते \U0001f600)"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        # pydantic rejects a field name that UTF-8 cannot encode before it looks it up.
+        ('{"text": "क", "\\ud800": 1}', 422, "body: Input should be a valid string"),
+        ('{"q": "क", "source": "\\ud800"}', 400, "source language '\\ud800' is not supported"),
+        ('{"text": "क", "beam_size": "\\ud800"}', 422, 'valid integer, got "\\ud800"'),
+    ],
+)
+def test_surrogate_echoed_escaped(service_client: TestClient, body: str, status, words) -> None:
+    response = service_client.post(
+        "/translate", content=body.encode(), headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == status
+    assert words in response.json()["error"]
 
 
 def test_body_over_limit_by_length(service_client: TestClient) -> None:
@@ -217,6 +352,17 @@ def test_api_keys(service_settings, fake_translator, headers, extra, status) -> 
         if status != 200:
             assert "API key" in response.json()["error"]
         assert client.get("/health").status_code == 200
+
+
+def test_api_key_with_surrogate_403(service_settings, fake_translator) -> None:
+    service_settings.api_keys = "secret-1"
+    body = '{"q": "क", "api_key": "secret-1\\ud800"}'.encode()
+    with TestClient(create_app(service_settings, fake_translator)) as client:
+        response = client.post(
+            "/translate", content=body, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 403
+    assert "invalid API key" in response.json()["error"]
 
 
 def test_api_key_in_form(service_settings, fake_translator) -> None:

@@ -8,9 +8,11 @@ test-artifacts/ at the repository root.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -89,6 +91,73 @@ def test_static_files_reference_no_other_host() -> None:
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
     assert "@import" not in css
     assert not re.search(r"url\(", css)
+
+
+def test_limits_decoder_layers_null_without_model(page_client: TestClient) -> None:
+    # FakeTranslator has no model, like the ctranslate2 engine's translator.
+    assert page_client.get("/limits").json()["decoder_layers"] is None
+
+
+def test_index_has_attention_note() -> None:
+    html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+
+    assert re.search(r'<input id="show-attention"[^>]*aria-describedby="attention-note"', html)
+    assert re.search(r'<p id="attention-note"[^>]*hidden', html)
+
+
+# --- app.js in Node, with stand-ins for the DOM and the API (no browser needed) ---
+
+NODE_PATH = shutil.which("node")
+PAGE_HARNESS = Path(__file__).parent / "page_harness.js"
+NODE_TIMEOUT_S = 30
+LIMITS = {
+    "max_text_chars": 200,
+    "max_texts": 4,
+    "max_body_bytes": 4096,
+    "default_beam_size": 4,
+    "max_beam_size": 8,
+    "max_alternatives": 3,
+    "max_output_tokens": 100,
+}
+
+
+def run_page(decoder_layers: int | None) -> dict:
+    """Load app.js in Node against a ready server with `decoder_layers`, click Translate."""
+    if NODE_PATH is None:
+        pytest.skip("node is not installed; run: apt-get install -y nodejs")
+    limits = json.dumps({**LIMITS, "decoder_layers": decoder_layers})
+    completed = subprocess.run(
+        [NODE_PATH, str(PAGE_HARNESS), str(STATIC_DIR / "app.js"), limits],
+        capture_output=True,
+        text=True,
+        timeout=NODE_TIMEOUT_S,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout)
+
+
+def test_page_without_attention_disables_checkbox() -> None:
+    state = run_page(decoder_layers=None)
+
+    assert state["checked"] is False
+    assert state["disabled"] is True
+    assert "no attention maps" in state["title"]
+    assert state["noteHidden"] is False
+    assert state["layerDisabled"] is True
+    assert len(state["sent"]) == 1
+    assert "return_attention" not in state["sent"][0]
+    assert "attention_layer" not in state["sent"][0]
+
+
+def test_page_with_attention_keeps_checkbox() -> None:
+    state = run_page(decoder_layers=2)
+
+    assert state["checked"] is True
+    assert state["disabled"] is False
+    assert state["title"] == ""
+    assert state["noteHidden"] is True
+    assert state["sent"] == [{"text": "नमस्ते", "return_attention": True}]
 
 
 # --- The page in headless Chromium ---

@@ -40,6 +40,12 @@ async def ready(runtime: Annotated[ModelRuntime, Depends(get_runtime)]) -> JSONR
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status_code)
 
 
+# HEAD for monitors that probe without reading a body. The routes stay out of the OpenAPI
+# schema, because FastAPI would give HEAD and GET the same operationId.
+for _path, _endpoint in (("/health", health), ("/ready", ready)):
+    router.add_api_route(_path, _endpoint, methods=["HEAD"], include_in_schema=False)
+
+
 @router.get("/metrics", response_class=Response)
 async def metrics(
     service_metrics: Annotated[ServiceMetrics, Depends(get_metrics)],

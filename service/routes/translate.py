@@ -9,11 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
-from service.batcher import DecodeOptions
-from service.body import JSON_TYPE, MULTIPART_TYPE, URLENCODED_TYPE, read_fields
+from service.batcher import DecodeOptions, TooManySentencesError
+from service.body import JSON_TYPE, MULTIPART_TYPE, URLENCODED_TYPE, read_body
 from service.checks import check_request
 from service.deps import check_api_key, get_settings, get_translation_service
-from service.errors import APIError, validation_error
+from service.errors import APIError, truncate, validation_error
 from service.schemas import (
     AUTO_LANGUAGE,
     SOURCE_LANGUAGE,
@@ -43,7 +43,7 @@ _ERRORS = {
         403: "Invalid API key",
         413: "Body over the size limit",
         415: "Unsupported content type",
-        422: "Invalid field or a limit exceeded",
+        422: "Invalid field, wrong JSON type or a limit exceeded",
         501: "Attention maps requested from a translator that returns none",
         503: "Model not loaded yet or server busy",
     }.items()
@@ -77,12 +77,13 @@ async def translate(
     Texts may hold several sentences and paragraphs; the layout is kept. With `text`,
     `return_attention: true` adds each sentence's cross-attention map to the response.
     """
-    fields = await read_fields(request)
-    body_key = fields.get("api_key")
+    body = await read_body(request)
+    body_key = body.fields.get("api_key")
     check_api_key(request, body_key if isinstance(body_key, str) else None, settings)
 
     try:
-        translate_request = TranslateRequest.model_validate(fields)
+        # JSON values must have the field's type; form values are strings and are converted.
+        translate_request = TranslateRequest.model_validate(body.fields, strict=body.is_json)
     except ValidationError as error:
         raise validation_error(error) from error
     check_request(translate_request, settings)
@@ -94,7 +95,12 @@ async def translate(
     request.state.char_count = sum(len(text) for text in texts)
 
     started = time.perf_counter()
-    results = await service.translate(texts, _decode_options(translate_request, settings))
+    try:
+        results = await service.translate(texts, _decode_options(translate_request, settings))
+    except TooManySentencesError as error:
+        field = translate_request.input_field
+        detail = ErrorDetail(field=field, message=error.message)
+        raise APIError(422, f"{field}: {error.message}", details=[detail]) from error
     elapsed_ms = (time.perf_counter() - started) * 1000
 
     attention = None
@@ -140,25 +146,25 @@ def _attention_layer(
 
 
 def _check_languages(translate_request: TranslateRequest) -> None:
-    source = (translate_request.source or SOURCE_LANGUAGE).lower()
-    if source not in (SOURCE_LANGUAGE, AUTO_LANGUAGE):
+    source = translate_request.source or SOURCE_LANGUAGE
+    if source.lower() not in (SOURCE_LANGUAGE, AUTO_LANGUAGE):
         raise APIError(
             400,
-            f"source language {translate_request.source!r} is not supported; this service "
+            f"source language {truncate(source)!r} is not supported; this service "
             f"translates from Hindi: use {SOURCE_LANGUAGE!r} or {AUTO_LANGUAGE!r}",
         )
-    target = (translate_request.target or TARGET_LANGUAGE).lower()
-    if target != TARGET_LANGUAGE:
+    target = translate_request.target or TARGET_LANGUAGE
+    if target.lower() != TARGET_LANGUAGE:
         raise APIError(
             400,
-            f"target language {translate_request.target!r} is not supported; this service "
+            f"target language {truncate(target)!r} is not supported; this service "
             f"translates into English: use {TARGET_LANGUAGE!r}",
         )
-    text_format = (translate_request.format or TEXT_FORMAT).lower()
-    if text_format != TEXT_FORMAT:
+    text_format = translate_request.format or TEXT_FORMAT
+    if text_format.lower() != TEXT_FORMAT:
         raise APIError(
             400,
-            f"format {translate_request.format!r} is not supported; send plain text with "
+            f"format {truncate(text_format)!r} is not supported; send plain text with "
             f"format {TEXT_FORMAT!r}",
         )
 

@@ -10,6 +10,7 @@ const LABEL_HEIGHT_PX = 16;
 const SOURCE_LABEL_ANGLE_DEG = 60; // Hindi labels slant up and to the right, readable and compact
 const LABEL_FONT = '13px "Noto Sans Devanagari", "Nirmala UI", "Mangal", "Lohit Devanagari", sans-serif';
 const SVG_NS = "http://www.w3.org/2000/svg";
+const NO_ATTENTION_TITLE = "The server's inference engine returns no attention maps.";
 
 const page = {
   source: document.getElementById("source"),
@@ -19,6 +20,7 @@ const page = {
   beamSize: document.getElementById("beam-size"),
   alternativesCount: document.getElementById("alternatives-count"),
   showAttention: document.getElementById("show-attention"),
+  attentionNote: document.getElementById("attention-note"),
   attentionLayer: document.getElementById("attention-layer"),
   apiKey: document.getElementById("api-key"),
   options: document.getElementById("options"),
@@ -110,7 +112,9 @@ function updateCounter() {
   }
 }
 
-function applyLimits(newLimits) {
+// /limits reports decoder_layers as null while the model loads, and for a loaded model
+// when the engine returns no attention maps (CTranslate2), so only the latter disables them.
+function applyLimits(newLimits, modelReady = false) {
   limits = newLimits;
   page.beamSize.max = limits.max_beam_size;
   page.beamSize.placeholder = `server default (${limits.default_beam_size})`;
@@ -125,12 +129,25 @@ function applyLimits(newLimits) {
     }
     page.attentionLayer.value = selected;
   }
+  if (modelReady) setAttentionAvailable(Boolean(layers));
   updateCounter();
 }
 
-async function loadLimits() {
+function attentionAvailable() {
+  return Boolean(limits && limits.decoder_layers);
+}
+
+function setAttentionAvailable(available) {
+  if (!available) page.showAttention.checked = false;
+  page.showAttention.disabled = !available;
+  page.showAttention.title = available ? "" : NO_ATTENTION_TITLE;
+  page.attentionNote.hidden = available;
+  page.attentionLayer.disabled = !page.showAttention.checked;
+}
+
+async function loadLimits(modelReady = false) {
   try {
-    applyLimits(await callApi("limits"));
+    applyLimits(await callApi("limits"), modelReady);
   } catch (error) {
     setStatus(`Could not read the service's limits: ${describeError(error)}`, true);
   }
@@ -144,7 +161,7 @@ function setStatus(message, isError = false) {
 async function watchReadiness() {
   try {
     await callApi("ready");
-    await loadLimits(); // the decoder's layer count is known once the model is loaded
+    await loadLimits(true); // the decoder's layer count is known once the model is loaded
     setStatus(`Ready. Up to ${limits.max_text_chars} characters per text.`);
   } catch (error) {
     if (error.status === 503) {
@@ -169,7 +186,9 @@ function buildRequest() {
   if (beamSize !== null) body.beam_size = beamSize;
   const alternatives = readInteger(page.alternativesCount);
   if (alternatives) body.alternatives = alternatives;
-  if (page.showAttention.checked) {
+  // Without a layer count the server would reject return_attention with 501 (or 503 while
+  // the model loads), so the page never asks for attention then.
+  if (page.showAttention.checked && attentionAvailable()) {
     body.return_attention = true;
     if (page.attentionLayer.value !== "") body.attention_layer = Number(page.attentionLayer.value);
   }
