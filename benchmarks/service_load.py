@@ -125,9 +125,9 @@ def stop_server(process: subprocess.Popen) -> None:
 class HTTPClient:
     """A minimal HTTP/1.1 keep-alive client for JSON POST requests.
 
-    A load generator that shares the cores with the server should cost little CPU per
-    request, so this writes each request as bytes and reads the response by its
-    Content-Length, with none of a general client's machinery (like wrk or hey).
+    The load generator shares the cores with the server, so it should cost little CPU per
+    request. This client writes each request as bytes and reads the response by its
+    Content-Length, as load tools such as wrk do.
     """
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

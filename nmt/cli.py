@@ -22,11 +22,11 @@ def default_model_dir() -> Path:
 
 
 def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
+    """Parse an integer of at least 1 (an argparse type)."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value

@@ -33,12 +33,17 @@ def _source_ids(tokenizer) -> list[list[int]]:
     return [tokenizer.encode(hindi) + [tokenizer.eos_id] for hindi, _ in TOY_PAIRS]
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_export_matches_log_probs(tiny_dir, tmp_path, variant):
+def _export_variant(tiny_dir: Path, tmp_path: Path, variant: str):
+    """Export a scrambled model of `variant`; return the model, its tokenizer and the CT2 engine."""
     model_dir = make_scrambled_model_dir(tiny_dir, tmp_path / "model", seed=1, **VARIANTS[variant])
     ct2_dir = export_ct2(model_dir, tmp_path / "ct2")
     model, tokenizer, _ = load_model_dir(model_dir)
-    engine = ctranslate2.Translator(str(ct2_dir), intra_threads=1)
+    return model, tokenizer, ctranslate2.Translator(str(ct2_dir), intra_threads=1)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_export_matches_log_probs(tiny_dir, tmp_path, variant):
+    model, tokenizer, engine = _export_variant(tiny_dir, tmp_path, variant)
 
     for source_ids, (_, english) in zip(_source_ids(tokenizer), TOY_PAIRS, strict=True):
         target_ids = tokenizer.encode(english, normalize=False)
@@ -60,10 +65,7 @@ def test_export_matches_log_probs(tiny_dir, tmp_path, variant):
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_export_greedy_tokens_equal(tiny_dir, tmp_path, variant):
-    model_dir = make_scrambled_model_dir(tiny_dir, tmp_path / "model", seed=1, **VARIANTS[variant])
-    ct2_dir = export_ct2(model_dir, tmp_path / "ct2")
-    model, tokenizer, _ = load_model_dir(model_dir)
-    engine = ctranslate2.Translator(str(ct2_dir), intra_threads=1)
+    model, tokenizer, engine = _export_variant(tiny_dir, tmp_path, variant)
 
     distinct_outputs = set()
     for source_ids in _source_ids(tokenizer):

@@ -200,7 +200,8 @@ def test_evaluate_missing_model_names_it(tmp_path, hyp_ref, fixtures_dir, capsys
 
     assert status == 2
     error = capsys.readouterr().err
-    assert str(missing) in error and "None" not in error
+    assert str(missing) in error
+    assert "None" not in error
 
 
 def test_evaluate_non_utf8_file_names_it(tmp_path, hyp_ref, capsys):

@@ -180,7 +180,8 @@ def test_init_from_continues_a_model_dir(tmp_path: Path, in_process_training,
     _, first_validations = read_metrics(first.run_dir)
     assert validations[0]["dev_loss"] < first_validations[0]["dev_loss"]
     state = load_checkpoint(latest_checkpoint(continued.run_dir / "checkpoints"))["state"]
-    assert state["step"] == 30 and state["init_step"] == 20
+    assert state["step"] == 30
+    assert state["init_step"] == 20
 
 
 def test_init_from_rejects_another_shape(tmp_path: Path, in_process_training) -> None:

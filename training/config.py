@@ -96,9 +96,9 @@ class OptimConfig:
     max_steps: int = 100_000
     max_minutes: float | None = None  # stop (with a checkpoint) after this much training time
     init_warmup_steps: int = 200  # with `init_from`: fresh Adam moments ramp up over these steps
-    # Mixed precision of the forward pass: "auto" is bf16 autocast on CUDA and float32 on a CPU;
-    # "bf16" also autocasts on a CPU, which pays off where it has bf16 instructions (AVX512-BF16,
-    # AMX) and slows the step where it has not. Weights and optimizer state stay float32.
+    # Precision of the forward pass. "auto" is bf16 autocast on CUDA and float32 on a CPU.
+    # "bf16" also autocasts on a CPU, which helps only on CPUs with AVX512-BF16 or AMX.
+    # Weights and optimizer state stay float32.
     precision: str = "auto"
 
     def __post_init__(self) -> None:

@@ -175,7 +175,7 @@ def train(config: TrainConfig, data_dir: Path) -> Path:
 
 
 def _autocast(precision: str, device: torch.device):
-    """The mixed-precision context of the forward pass (see `OptimConfig.precision`)."""
+    """Return the mixed-precision context of the forward pass (see `OptimConfig.precision`)."""
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
@@ -185,7 +185,8 @@ def _init_weights(model: Transformer, model_dir: Path) -> dict:
     """Copy a model directory's weights into `model`; return the training state they carry."""
     source, _, metadata = load_model_dir(model_dir)
     if source.config != model.config:
-        raise ValueError(f"init_from {model_dir} has shape {source.config}, the run {model.config}")
+        raise ValueError(f"init_from {model_dir} has shape {source.config}, but the run has "
+                         f"{model.config}; make the config's model section match it")
     model.load_state_dict(source.state_dict())
     step = int(metadata.get("step", 0))
     return {

@@ -186,8 +186,8 @@ function buildRequest() {
   if (beamSize !== null) body.beam_size = beamSize;
   const alternatives = readInteger(page.alternativesCount);
   if (alternatives) body.alternatives = alternatives;
-  // Without a layer count the server would reject return_attention with 501 (or 503 while
-  // the model loads), so the page never asks for attention then.
+  // Without a layer count the server rejects return_attention with 501 (or 503 while the
+  // model loads), so the page does not request attention maps then.
   if (page.showAttention.checked && attentionAvailable()) {
     body.return_attention = true;
     if (page.attentionLayer.value !== "") body.attention_layer = Number(page.attentionLayer.value);
