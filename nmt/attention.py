@@ -92,12 +92,19 @@ class MultiHeadAttention(nn.Module):
         """Self-attention over packed rows `x` (N, D) of a padded batch; return (N, D).
 
         The projections run on the N real positions only, and attention on the padded (B, L)
-        layout. Inference uses this when a batch has padding, as the encoder of CTranslate2 does.
+        layout, as the encoder of CTranslate2 does.
         """
         def heads(projection: nn.Module) -> torch.Tensor:
             return self.split_heads(packing.unpack(projection(x)))  # (B, H, L, Dh)
 
-        context, _ = self.attend(heads(self.query), heads(self.key), heads(self.value), mask)
+        return self.attend_packed(x, packing, heads(self.key), heads(self.value), mask)
+
+    def attend_packed(self, x: torch.Tensor, packing: Packing, key: torch.Tensor,
+                      value: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Attend from packed query rows `x` (N, D) to projected `key`/`value` (B, H, Tk, Dh);
+        return (N, D). The query and output projections run on the N real positions only."""
+        q = self.split_heads(packing.unpack(self.query(x)))  # (B, H, Tq, Dh)
+        context, _ = self.attend(q, key, value, mask)
         return self.output(packing.pack(self.merge_heads(context)))
 
     def project_key_value(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,6 +11,7 @@ from torch import nn
 
 from nmt.attention import DecodingLinear, MultiHeadAttention, Packing, transposed_weight
 from nmt.config import ModelConfig
+from nmt.dropout import Dropout
 
 __all__ = ["DecoderCache", "Transformer", "sinusoidal_positions"]
 
@@ -37,7 +38,7 @@ class FeedForward(nn.Module):
         self.inner = linear(config.d_model, config.d_ff)
         self.outer = linear(config.d_ff, config.d_model)
         self.activation = F.gelu if config.activation == "gelu" else F.relu
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.outer(self.dropout(self.activation(self.inner(x))))
@@ -49,7 +50,7 @@ class Residual(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(config.d_model)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.pre_norm = config.pre_norm
 
     def forward(self, x: torch.Tensor, sublayer) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -166,8 +167,15 @@ class DecoderLayer(nn.Module):
         *,
         need_weights: bool = False,
         group: int = 1,
+        packing: Packing | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decode `x` (B, T, D), or its real positions (N, D) when `packing` is given.
+
+        With `packing` (teacher forcing only), the cache's self-attention keys are not kept.
+        """
         def attend_self(h):
+            if packing is not None:
+                return self.self_attention.self_attend_packed(h, packing, self_mask), None
             key, value = self.self_attention.project_key_value(h)  # (B, H, T, Dh) each
             if cache.self_key is not None:
                 key = torch.cat([cache.self_key, key], dim=2)  # (B, H, t + T, Dh)
@@ -176,6 +184,9 @@ class DecoderLayer(nn.Module):
             return self.self_attention(h, key, value, self_mask)
 
         def attend_source(h):
+            if packing is not None:
+                return self.cross_attention.attend_packed(h, packing, cache.cross_key,
+                                                          cache.cross_value, source_mask), None
             return self.cross_attention(h, cache.cross_key, cache.cross_value, source_mask,
                                         need_weights=need_weights, group=group)
 
@@ -200,7 +211,7 @@ class Transformer(nn.Module):
         self.embedding = nn.Embedding(config.vocab_size, config.d_model, padding_idx=pad_id)
         self.register_buffer("positions", sinusoidal_positions(config.max_positions,
                                                                config.d_model), persistent=False)
-        self.embedding_dropout = nn.Dropout(config.dropout)
+        self.embedding_dropout = Dropout(config.dropout)
         self.encoder_layers = nn.ModuleList(EncoderLayer(config)
                                             for _ in range(config.encoder_layers))
         self.decoder_layers = nn.ModuleList(DecoderLayer(config)
@@ -245,10 +256,10 @@ class Transformer(nn.Module):
         source_mask = keep[:, None, None, :]  # (B, 1, 1, S)
         x = self.embed(source)
 
-        # In inference, every layer but attention runs on the real positions only, which skips
-        # the padding of a batch of unequal sentences. Training keeps the padded layout.
+        # Every layer but attention runs on the real positions only, which skips the padding of
+        # a batch of unequal sentences.
         packing = None
-        if not self.training and not bool(keep.all()):
+        if not bool(keep.all()):
             packing = Packing(keep)
             x = packing.pack(x)  # (N, D)
         for layer in self.encoder_layers:
@@ -307,8 +318,23 @@ class Transformer(nn.Module):
         return self.output_projection(states)
 
     def forward(self, source: torch.Tensor, target_input: torch.Tensor) -> torch.Tensor:
-        """Return decoder states (B, T, D) for teacher forcing; apply `logits` for scores."""
+        """Return decoder states (B, T, D) for teacher forcing, zeros at padding; apply `logits`
+        for scores.
+
+        Like the encoder, the decoder runs every layer but attention on the real target positions
+        only. In training batches of similar source length, a third of the target positions can
+        be padding.
+        """
         memory, source_mask = self.encode(source)
         cache = self.start_cache(memory, source_mask)
-        states, _ = self.decode(target_input, cache)
-        return states
+        keep = target_input != self.pad_id  # (B, T)
+        if bool(keep.all()):
+            states, _ = self.decode(target_input, cache)
+            return states
+        packing = Packing(keep)
+        length = target_input.size(1)
+        causal = torch.ones(length, length, dtype=torch.bool, device=target_input.device).tril()
+        x = packing.pack(self.embed(target_input))  # (N, D)
+        for layer, layer_cache in zip(self.decoder_layers, cache.layers, strict=True):
+            x, _ = layer(x, causal, source_mask, layer_cache, packing=packing)
+        return packing.unpack(self.decoder_norm(x))  # (B, T, D)

@@ -67,17 +67,17 @@ def translation_loss(
     Total = CE(logits, label smoothing) + λ · margin term; λ = 0 skips the margin term entirely,
     which gives exactly the plain loss.
     """
-    states = states.reshape(-1, states.size(-1))  # (B·T, D)
-    target = target.reshape(-1)  # (B·T,)
-    keep = target != pad_id
-    log_probs = torch.log_softmax(F.linear(states, output_weight).float(), dim=-1)  # (B·T, V)
-    nll = -log_probs.gather(1, target[:, None]).squeeze(1)  # (B·T,)
+    keep = target != pad_id  # (B, T)
+    # The output projection and softmax are the largest step of a small model: run them on the
+    # N real target positions only.
+    states, target = states[keep], target[keep]  # (N, D), (N,)
+    log_probs = torch.log_softmax(F.linear(states, output_weight).float(), dim=-1)  # (N, V)
+    nll = -log_probs.gather(1, target[:, None]).squeeze(1)  # (N,)
     # Label smoothing as torch's cross_entropy defines it: (1 - ε) · NLL + ε · mean_j(-log p_j).
     uniform = -log_probs.mean(dim=-1)
-    plain = nll[keep].sum()
-    smoothed = ((1.0 - label_smoothing) * nll + label_smoothing * uniform)[keep].sum()
-    total = smoothed
+    plain = nll.sum()
+    total = ((1.0 - label_smoothing) * nll + label_smoothing * uniform).sum()
     if margin_weight > 0:
         total = total + margin_weight * margin_loss(states, output_weight, target, margin=margin,
                                                     scale=margin_scale, ignore_index=pad_id)
-    return total, plain.detach(), int(keep.sum())
+    return total, plain.detach(), target.numel()
