@@ -245,3 +245,43 @@ def test_grouped_cache_matches_copied_cache() -> None:
         found, _ = model.decode(target[3:, 3:4], grouped)
         torch.testing.assert_close(found, expected, atol=ATOL, rtol=0)
     assert grouped.source_mask.size(0) == 1
+
+
+def padded_layout_states(model: Transformer, source: torch.Tensor,
+                         target: torch.Tensor) -> torch.Tensor:
+    """Decoder states (B, T, D) computed on the padded layout, without packing the target."""
+    memory, source_mask = model.encode(source)
+    states, _ = model.decode(target, model.start_cache(memory, source_mask))
+    return states
+
+
+def test_forward_skips_target_padding() -> None:
+    model = make_model()
+    source = torch.cat([pad_to(random_ids(1, 4, seed=13), 6), random_ids(1, 6, seed=14)])
+    target = torch.cat([pad_to(random_ids(1, 2, seed=15), 5), random_ids(1, 5, seed=16)])
+    real = target != PAD  # (B, T)
+    with torch.no_grad():
+        packed = model(source, target)  # (B, T, D)
+        padded = padded_layout_states(model, source, target)
+
+    torch.testing.assert_close(packed[real], padded[real], atol=ATOL, rtol=0)
+    assert not packed[~real].any()
+
+
+def test_packed_training_gradients_match_padded_layout() -> None:
+    model = make_model().train()  # dropout 0, so both passes are deterministic
+    source = torch.cat([pad_to(random_ids(1, 3, seed=17), 5), random_ids(1, 5, seed=18)])
+    target = torch.cat([pad_to(random_ids(1, 2, seed=19), 4), random_ids(1, 4, seed=20)])
+    real = target != PAD
+
+    def gradients(states_of) -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        states = states_of(model, source, target)  # (B, T, D)
+        model.logits(states[real]).logsumexp(-1).sum().backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    packed = gradients(lambda m, s, t: m(s, t))
+    padded = gradients(padded_layout_states)
+    assert len(packed) == len(padded)
+    for a, b in zip(packed, padded, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
