@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nmt.attention import DecodingLinear, MultiHeadAttention, Packing, transposed_weight
+from nmt import gemm
+from nmt.attention import InferenceLinear, MultiHeadAttention, Packing, transposed_weight
 from nmt.config import ModelConfig
 from nmt.dropout import Dropout
 
@@ -64,8 +65,8 @@ class EncoderLayer(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.self_attention = MultiHeadAttention(config.d_model, config.n_heads,
-                                                 config.attention_dropout)
-        self.feed_forward = FeedForward(config)
+                                                 config.attention_dropout, linear=InferenceLinear)
+        self.feed_forward = FeedForward(config, linear=InferenceLinear)
         self.attention_block = Residual(config)
         self.feed_forward_block = Residual(config)
 
@@ -148,12 +149,11 @@ class DecoderCache:
 class DecoderLayer(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        # The decoder runs on a few rows per step in search, where DecodingLinear is faster.
         self.self_attention = MultiHeadAttention(config.d_model, config.n_heads,
-                                                 config.attention_dropout, linear=DecodingLinear)
+                                                 config.attention_dropout, linear=InferenceLinear)
         self.cross_attention = MultiHeadAttention(config.d_model, config.n_heads,
-                                                  config.attention_dropout, linear=DecodingLinear)
-        self.feed_forward = FeedForward(config, linear=DecodingLinear)
+                                                  config.attention_dropout, linear=InferenceLinear)
+        self.feed_forward = FeedForward(config, linear=InferenceLinear)
         self.self_attention_block = Residual(config)
         self.cross_attention_block = Residual(config)
         self.feed_forward_block = Residual(config)
@@ -221,7 +221,7 @@ class Transformer(nn.Module):
         self.decoder_norm = nn.LayerNorm(config.d_model) if config.pre_norm else nn.Identity()
         self.output_projection = None
         if not config.tie_embeddings:
-            self.output_projection = DecodingLinear(config.d_model, config.vocab_size, bias=False)
+            self.output_projection = InferenceLinear(config.d_model, config.vocab_size, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -313,7 +313,9 @@ class Transformer(nn.Module):
         if self.output_projection is None:
             if self.training or torch.is_grad_enabled():
                 return F.linear(states, self.embedding.weight)
-            return states @ transposed_weight(self, self.embedding.weight)  # see DecodingLinear
+            weight = transposed_weight(self, self.embedding.weight)  # (D, V), see InferenceLinear
+            logits = gemm.linear(states.reshape(-1, states.size(-1)), weight)  # (N, V)
+            return logits.view(*states.shape[:-1], weight.size(1))
         # A module call, so that a quantized replacement of the projection (nmt.quantize) runs.
         return self.output_projection(states)
 

@@ -15,7 +15,7 @@ import warnings
 import torch
 from torch import nn
 
-from nmt.attention import DecodingLinear
+from nmt.attention import InferenceLinear
 from nmt.model import Transformer
 
 __all__ = ["quantize_model", "quantize_translator"]
@@ -38,9 +38,9 @@ def quantize_model(model: Transformer) -> Transformer:
         model.output_projection = projection.to(model.embedding.weight.device)
 
     # quantize_dynamic converts modules of exactly the type nn.Linear, so the decoder's
-    # DecodingLinear layers become plain nn.Linear first (the same parameters).
+    # InferenceLinear layers become plain nn.Linear first (the same parameters).
     for module in model.modules():
-        if isinstance(module, DecodingLinear):
+        if isinstance(module, InferenceLinear):
             module.__class__ = nn.Linear
             module.__dict__.pop("_transposed_weight", None)
 

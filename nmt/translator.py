@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from nmt import gemm
 from nmt.model_dir import load_model_dir
 from nmt.normalize import normalize_input
 from nmt.protect import MAX_PLACEHOLDERS, find_spans, placeholder, protect, restore
@@ -121,6 +122,7 @@ class Translator:
     def load(cls, model_dir: str | Path, device: str = "cpu") -> Translator:
         """Load a model directory (see `nmt.model_dir`)."""
         model_dir = Path(model_dir)
+        gemm.backend()  # a wrong NMT_GEMM fails here, not at the first translation
         model, tokenizer, metadata = load_model_dir(model_dir, device)
         logger.info("loaded model %s (%d parameters)", model_dir,
                     sum(p.numel() for p in model.parameters()))
