@@ -8,7 +8,7 @@ requests/s, latency percentiles and the server's peak resident memory (VmHWM fro
 same sentences in batches of 32 in this process, with no server running. Every request and the
 whole run have time limits, so the script always ends by itself.
 
-    python benchmarks/service_load.py --model runs/cpu-small/best --data-dir ../shared/data
+    python benchmarks/service_load.py --model models/hi-en --data-dir DATA_DIR
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="model directory to serve")
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data",
-                        help="data folder with eval/iitb-test.hi (default: ../shared/data)")
+                        help="data folder with eval/iitb-test.hi (default: shared/data beside the repository)")
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default: 32)")
     parser.add_argument("--requests", type=int, default=8,
                         help="requests per client, one sentence each (default: 8)")

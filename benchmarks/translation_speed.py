@@ -8,7 +8,7 @@ compute type runs with the same thread count. The int8 compute type is torch dyn
 of the linear layers (`nmt.quantize`) for PyTorch and CTranslate2's int8 compute type. Target
 tokens are the SentencePiece pieces of the output text, counted the same way for both engines.
 
-    python benchmarks/translation_speed.py --model runs/cpu-small/best --data-dir ../shared/data
+    python benchmarks/translation_speed.py --model models/hi-en --data-dir DATA_DIR
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from nmt import gemm  # noqa: E402
 from nmt.quantize import quantize_translator  # noqa: E402
 from nmt.translator import Translator  # noqa: E402
 from training.evaluate import read_lines, score_corpus  # noqa: E402
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ct2-model", type=Path, default=None,
                         help="its fp32 CTranslate2 export (default: export to a temporary folder)")
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data",
-                        help="data folder with eval/iitb-test.hi and .en (default: ../shared/data)")
+                        help="data folder with eval/iitb-test.hi and .en (default: shared/data beside the repository)")
     parser.add_argument("--sentences", type=int, default=200,
                         help="first N test sentences to translate (default: 200)")
     parser.add_argument("--threads", type=int, default=2,
@@ -143,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     sources = read_lines(args.data_dir / TEST_SET.with_suffix(".hi"))[: args.sentences]
     references = read_lines(args.data_dir / TEST_SET.with_suffix(".en"))[: args.sentences]
     print(f"{len(sources)} sentences of {TEST_SET}, {args.threads} threads, torch "
-          f"{torch.__version__}")
+          f"{torch.__version__}, native matrix products on "
+          f"{gemm.backend() if args.threads == 1 else 'torch'} (nmt.gemm)")
 
     with tempfile.TemporaryDirectory() as scratch:
         ct2_dir = args.ct2_model
