@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="model directory to serve")
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data",
-                        help="data folder with eval/iitb-test.hi (default: shared/data beside the repository)")
+                        help="data folder with eval/iitb-test.hi "
+                             "(default: shared/data beside the repository)")
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default: 32)")
     parser.add_argument("--requests", type=int, default=8,
                         help="requests per client, one sentence each (default: 8)")

@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ct2-model", type=Path, default=None,
                         help="its fp32 CTranslate2 export (default: export to a temporary folder)")
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data",
-                        help="data folder with eval/iitb-test.hi and .en (default: shared/data beside the repository)")
+                        help="data folder with eval/iitb-test.hi and .en "
+                             "(default: shared/data beside the repository)")
     parser.add_argument("--sentences", type=int, default=200,
                         help="first N test sentences to translate (default: 200)")
     parser.add_argument("--threads", type=int, default=2,
