@@ -93,7 +93,7 @@ def load_pairs(tokenizer_path: Path | None, seed: int,
                prefix: Path = FIXTURE) -> tuple[list[list[int]], list[list[int]]]:
     """Return encoded source and target sentences of PREFIX.hi/.en (real or synthetic ids),
     leaving out pairs longer than the trainer's 128-token limit."""
-    # split("\n"), not splitlines(): some corpora hold U+2028 inside a line.
+    # split("\n"), not splitlines(): some corpora contain U+2028 inside a line.
     hindi = prefix.with_suffix(".hi").read_text(encoding="utf-8").rstrip("\n").split("\n")
     english = prefix.with_suffix(".en").read_text(encoding="utf-8").rstrip("\n").split("\n")
     if tokenizer_path is not None:

@@ -27,7 +27,7 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     threshold = round(p * _LEVELS)
     count = x.numel()
     draws = torch.empty((count + 1) // 2, dtype=torch.int32).random_()  # uniform in [0, 2³¹)
-    # Each int32 holds two 15-bit integers: bits 0-14 and bits 16-30.
+    # Each int32 contains two 15-bit integers: bits 0-14 and bits 16-30.
     noise = draws.view(torch.int16)[:count].view(x.shape) & (_LEVELS - 1)
     keep = (noise >= threshold).to(x.dtype).mul_(_LEVELS / (_LEVELS - threshold))
     return x * keep

@@ -1,10 +1,10 @@
 """Matrix products for inference, on the faster of two CPU BLAS libraries.
 
-torch's CPU builds multiply fp32 matrices with Intel MKL, which is slow on AMD CPUs. On a 2-core
-AMD EPYC with AVX2 (torch 2.13, MKL 2024.2), the OpenBLAS that NumPy bundles ran the shapes of
-a decoding step 1.2-2× as fast on one thread: the 128 × 256 by 256 × 8000 output projection of a
-beam-4, 32-sentence step took 7.7 ms against 13.9 ms. On one thread, beam search over 96
-iitb-test sentences ran at 403 target tokens/s with OpenBLAS against 328 with MKL.
+torch's CPU builds multiply fp32 matrices with Intel MKL, which is slow on AMD CPUs. On one thread
+of a 2-core AMD EPYC with AVX2 (torch 2.13, MKL 2024.2), the OpenBLAS that NumPy bundles ran the
+shapes of a decoding step 1.2-2× as fast. For example, the 128 × 256 by 256 × 8000 output
+projection of a beam-4, 32-sentence step took 7.7 ms against 13.9 ms. On one thread, beam search
+over 96 iitb-test sentences ran at 403 target tokens/s with OpenBLAS against 328 with MKL.
 
 OpenBLAS runs on one thread here, and only while torch runs on one thread too: with both
 libraries' thread pools on 2 threads, the same search ran 10 times slower than on one. On more
@@ -38,7 +38,7 @@ BACKENDS = ("auto", "torch", "openblas")
 
 @functools.cache
 def backend() -> str:
-    """Return the backend in use, `torch` or `openblas`; NMT_GEMM chooses it (see above)."""
+    """Return the backend in use, `torch` or `openblas`, as NMT_GEMM chooses it (see above)."""
     choice = os.environ.get("NMT_GEMM", "auto").strip().lower() or "auto"
     if choice not in BACKENDS:
         raise ValueError(f"NMT_GEMM must be one of {', '.join(BACKENDS)}, not {choice!r}")
@@ -66,7 +66,7 @@ def linear(rows: torch.Tensor, weight_t: torch.Tensor,
 
 
 def _intel_cpu() -> bool:
-    """Whether /proc/cpuinfo names Intel as the vendor (True where it cannot be read)."""
+    """Check whether /proc/cpuinfo names Intel as the vendor (True where it cannot be read)."""
     try:
         info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:

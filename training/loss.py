@@ -68,7 +68,7 @@ def translation_loss(
     which gives exactly the plain loss.
     """
     keep = target != pad_id  # (B, T)
-    # The output projection and softmax are the largest step of a small model: run them on the
+    # The output projection and softmax are the largest step of a small model, so they run on the
     # N real target positions only.
     states, target = states[keep], target[keep]  # (N, D), (N,)
     log_probs = torch.log_softmax(F.linear(states, output_weight).float(), dim=-1)  # (N, V)
