@@ -4,7 +4,8 @@ torch's CPU builds multiply fp32 matrices with Intel MKL, which is slow on AMD C
 of a 2-core AMD EPYC with AVX2 (torch 2.13, MKL 2024.2), the OpenBLAS that NumPy bundles ran the
 shapes of a decoding step 1.2-2× as fast. For example, the 128 × 256 by 256 × 8000 output
 projection of a beam-4, 32-sentence step took 7.7 ms against 13.9 ms. On one thread, beam search
-over 96 iitb-test sentences ran at 403 target tokens/s with OpenBLAS against 328 with MKL.
+over 96 iitb-test sentences ran at 379-403 target tokens/s with OpenBLAS (two runs) against 328
+with MKL.
 
 OpenBLAS runs on one thread here, and only while torch runs on one thread too: with both
 libraries' thread pools on 2 threads, the same search ran 10 times slower than on one. On more
