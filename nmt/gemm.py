@@ -51,7 +51,10 @@ def backend() -> str:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=1, user_api="blas")
-    logger.info("inference matrix products use %s", choice)
+    if choice == "openblas":
+        logger.info("inference matrix products use openblas while torch runs on one thread")
+    else:
+        logger.info("inference matrix products use torch")
     return choice
 
 

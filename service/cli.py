@@ -104,6 +104,13 @@ def run_serve(args: argparse.Namespace) -> int:
     if problem:
         logger.error("%s", problem)
         return EXIT_USAGE
+    try:
+        from nmt import gemm
+
+        gemm.backend()
+    except ValueError as error:
+        logger.error("%s", error)
+        return EXIT_USAGE
     # Checked before start-up: a server whose model cannot load would only ever return 503.
     problem = engines.device_unavailable_reason(settings.engine, settings.device)
     if problem:
