@@ -1,9 +1,9 @@
 """Load test of the HTTP service on loopback, with dynamic batching on and off.
 
 For each batching setting the script starts `nmt serve` on a free 127.0.0.1 port in a subprocess
-(NMT_BATCHING=true or false, the same torch thread count), waits for /ready, then runs C concurrent
-clients that each send R single-sentence POST /translate requests one after the other. It reports
-requests/s, latency percentiles and the server's peak resident memory (VmHWM from
+(NMT_BATCHING=true or false, the same inference thread count), waits for /ready, then runs C
+concurrent clients that each send R single-sentence POST /translate requests one after the other.
+It reports requests/s, latency percentiles and the server's peak resident memory (VmHWM from
 /proc/PID/status), then stops the server. The raw engine figure is `Translator.translate` on the
 same sentences in batches of 32 in this process, with no server running. Every request and the
 whole run have time limits, so the script always ends by itself.
@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -215,10 +214,11 @@ def load_test(args: argparse.Namespace, sentences: list[str], batching: bool,
 
 def raw_engine_rate(model: Path, sentences: list[str], threads: int) -> float:
     """Return sentences/s of `Translator.translate` in batches of RAW_BATCH_SIZE, in-process."""
+    from nmt import gemm
     from nmt.translator import Translator
 
-    torch.set_num_threads(threads)
     translator = Translator.load(model)
+    gemm.set_threads(threads)
     translator.translate(sentences[:4])
     started = time.perf_counter()
     for start in range(0, len(sentences), RAW_BATCH_SIZE):
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=8,
                         help="requests per client, one sentence each (default: 8)")
     parser.add_argument("--threads", type=int, default=2,
-                        help="torch threads of the server and the raw engine (default: 2)")
+                        help="inference threads of the server and the raw engine (default: 2)")
     parser.add_argument("--request-timeout", type=float, default=300.0,
                         help="seconds one request may take (default: 300)")
     parser.add_argument("--run-timeout", type=float, default=900.0,

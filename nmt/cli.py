@@ -62,18 +62,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
+    from nmt import gemm
     from nmt.pipeline import translate_lines
     from nmt.translator import Translator
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     translator = Translator.load(args.model)
     if args.int8:
         from nmt.quantize import quantize_translator
 
         quantize_translator(translator)
+    gemm.set_threads(args.threads or None, quantized=args.int8)
     lines = [line.rstrip("\n") for line in sys.stdin]
     for start in range(0, len(lines), args.batch_lines):
         chunk = lines[start:start + args.batch_lines]
@@ -148,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     tra.add_argument("--beam-size", type=positive_int, default=None,
                      help="beam size (default: the model's, 4 for the released model)")
     tra.add_argument("--threads", type=positive_int, default=None,
-                     help="torch threads (default: torch's, one per core)")
+                     help="inference threads (default: one per core)")
     tra.add_argument("--batch-lines", type=positive_int, default=256,
                      help="lines translated per batch")
     tra.add_argument("--int8", action="store_true",

@@ -70,6 +70,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: NMT_COMPUTE_TYPE, else float32 for native and default for ctranslate2)",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="inference threads of each worker (default: NMT_TORCH_THREADS, else one per core "
+        "for --engine native and CTranslate2's choice for --engine ctranslate2)",
+    )
+    parser.add_argument(
         "--log-level",
         dest="serve_log_level",  # `nmt --log-level` already uses the name log_level
         type=str.lower,
@@ -89,6 +97,7 @@ def run_serve(args: argparse.Namespace) -> int:
         "engine": args.engine,
         "compute_type": args.compute_type,
         "log_level": args.serve_log_level,
+        "torch_threads": args.threads,
     }
     overrides = {name: value for name, value in overrides.items() if value is not None}
     try:

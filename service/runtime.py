@@ -33,8 +33,8 @@ class ModelStatus(str, enum.Enum):
 def load_translator(settings: Settings) -> TranslatorLike:
     """Load the translator that `settings.engine` names. Blocking: run it in a thread.
 
-    `settings.torch_threads` sets torch's intra-op threads for the native engine and
-    CTranslate2's for the ctranslate2 engine.
+    `settings.torch_threads` sets the inference threads of the native engine (see
+    `nmt.gemm.set_threads`) and CTranslate2's intra-op threads for the ctranslate2 engine.
     """
     if settings.engine == engines.CTRANSLATE2:
         return _load_ct2_translator(settings)
@@ -42,17 +42,15 @@ def load_translator(settings: Settings) -> TranslatorLike:
 
 
 def _load_native_translator(settings: Settings) -> TranslatorLike:
-    import torch
-
+    from nmt import gemm
     from nmt.translator import Translator
 
-    if settings.torch_threads is not None:
-        torch.set_num_threads(settings.torch_threads)
     translator = Translator.load(settings.model_dir, device=settings.device)
     if settings.compute_type == "int8":
         from nmt.quantize import quantize_translator
 
         quantize_translator(translator)
+    gemm.set_threads(settings.torch_threads, quantized=settings.compute_type == "int8")
     return translator
 
 

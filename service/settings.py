@@ -75,8 +75,9 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(
         None,
         ge=1,
-        description="Intra-op threads of torch, or of CTranslate2 with engine ctranslate2; "
-        "unset keeps the library's default",
+        description="Inference threads of the native engine (nmt.gemm.set_threads), or "
+        "CTranslate2's intra-op threads with engine ctranslate2; unset: one per core for the "
+        "native engine, CTranslate2's choice for ctranslate2",
     )
     batching: bool = Field(True, description="Merge concurrent requests into shared batches")
     batch_window_ms: float = Field(

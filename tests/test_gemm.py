@@ -57,3 +57,44 @@ def test_gradients_use_torch(choose, monkeypatch) -> None:
     rows = torch.ones(2, 3, requires_grad=True)
     gemm.linear(rows, torch.ones(3, 4)).sum().backward()
     torch.testing.assert_close(rows.grad, torch.full((2, 3), 4.0))
+
+
+@pytest.fixture
+def restore_threads():
+    """Give torch and the BLAS libraries back their thread counts after the test."""
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    with threadpool_limits(limits=None):  # restores the BLAS limits on exit
+        yield
+    torch.set_num_threads(threads)
+
+
+def _blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+
+    return max(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+
+
+@pytest.mark.skipif(gemm._numpy_blas() != "openblas", reason="NumPy's BLAS is not OpenBLAS")
+def test_openblas_threads_leave_torch_on_one(choose, restore_threads) -> None:
+    choose("openblas")
+    gemm.set_threads(2)
+    assert (torch.get_num_threads(), _blas_threads()) == (1, 2)
+
+
+def test_quantized_models_keep_torch_threads(choose, restore_threads) -> None:
+    choose("openblas" if gemm._numpy_blas() == "openblas" else "torch")
+    gemm.set_threads(2, quantized=True)
+    assert torch.get_num_threads() == 2
+
+
+def test_torch_backend_sets_torch_threads(choose, restore_threads) -> None:
+    choose("torch")
+    gemm.set_threads(2)
+    assert torch.get_num_threads() == 2
+
+
+def test_rejects_zero_threads(choose, restore_threads) -> None:
+    with pytest.raises(ValueError, match="threads must be at least 1, got 0"):
+        gemm.set_threads(0)

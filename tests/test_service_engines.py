@@ -282,6 +282,20 @@ def test_serve_native_int8_flag(scrambled_dir: Path, monkeypatch) -> None:
     assert settings.compute_type == "int8"
 
 
+def test_serve_threads_option(scrambled_dir: Path, monkeypatch) -> None:
+    started = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: started.append(app))
+
+    assert run_serve(_serve_args("--model", str(scrambled_dir), "--threads", "3")) == 0
+    assert started[0].state.settings.torch_threads == 3
+
+
+def test_serve_zero_threads_exit_2(scrambled_dir: Path, caplog) -> None:
+    assert run_serve(_serve_args("--model", str(scrambled_dir), "--threads", "0")) == EXIT_USAGE
+    assert "torch_threads" in caplog.text
+    assert "greater than or equal to 1" in caplog.text
+
+
 def test_serve_invalid_compute_type_exit_2(scrambled_dir: Path, caplog) -> None:
     args = _serve_args("--model", str(scrambled_dir), "--compute-type", "int8_float16")
     assert run_serve(args) == EXIT_USAGE

@@ -165,14 +165,12 @@ def translate_with_model(
     of what users get.
     """
     # Imported here: scoring a file needs no torch.
+    from nmt import gemm
     from nmt.pipeline import translate_lines
     from nmt.translator import Translator
 
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     translator = Translator.load(model_dir, device=device)
+    gemm.set_threads(threads)
 
     def translate_batch(batch: list[str]) -> list[str]:
         return translate_lines(translator, batch, beam_size=beam_size)
@@ -303,7 +301,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", help='torch device for --model, e.g. "cuda" (default "cpu")')
     parser.add_argument(
-        "--threads", type=int, metavar="N", help="torch threads for --model (default: torch's)"
+        "--threads", type=int, metavar="N",
+        help="inference threads for --model (default: one per core)",
     )
     parser.add_argument(
         "--timeout",
