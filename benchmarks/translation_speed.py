@@ -4,9 +4,10 @@ Both engines translate the first N sentences of the IITB test set (newstest2014 
 same `Translator` front end: normalization, placeholders and length-sorted batches. Only the search
 differs, `nmt.search` on PyTorch or CTranslate2's `translate_batch` on a model exported by
 `nmt.ct2.export_ct2`. Every combination of search (greedy, beam 4), batch size (1, 32) and
-compute type runs with the same thread count. The int8 compute type is torch dynamic quantization
-of the linear layers (`nmt.quantize`) for PyTorch and CTranslate2's int8 compute type. Target
-tokens are the SentencePiece pieces of the output text, counted the same way for both engines.
+compute type runs with the same thread count, each engine in a process of its own. The int8
+compute type is torch dynamic quantization of the linear layers (`nmt.quantize`) for PyTorch and
+CTranslate2's int8 compute type. Target tokens are the SentencePiece pieces of the output text,
+counted the same way for both engines.
 
     python benchmarks/translation_speed.py --model models/hi-en --data-dir DATA_DIR
 """
@@ -14,9 +15,11 @@ tokens are the SentencePiece pieces of the output text, counted the same way for
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,25 +63,43 @@ class Result:
         return self.target_tokens / self.seconds
 
 
-def load_engines(model_dir: Path, ct2_dir: Path | None, compute_type: str, threads: int,
-                 engines: list[str]) -> dict[str, Translator]:
-    """Load the requested engines for one compute type."""
-    loaded: dict[str, Translator] = {}
-    if "native" in engines:
+def load_engine(engine: str, model_dir: Path, ct2_dir: Path | None, compute_type: str,
+                threads: int) -> Translator:
+    """Load one engine for one compute type, on `threads` inference threads."""
+    if engine == "native":
         translator = Translator.load(model_dir)
-        loaded["native"] = quantize_translator(translator) if compute_type == "int8" else translator
-    if "ctranslate2" in engines:
-        from nmt.ct2 import CT2Translator
+        if compute_type == "int8":
+            quantize_translator(translator)
+        gemm.set_threads(threads, quantized=compute_type == "int8")
+        return translator
+    from nmt.ct2 import CT2Translator
 
-        loaded["ctranslate2"] = CT2Translator.load(ct2_dir, compute_type=compute_type,
-                                                   threads=threads)
-    return loaded
+    return CT2Translator.load(ct2_dir, compute_type=compute_type, threads=threads)
+
+
+def measure_engine(engine: str, args: argparse.Namespace, ct2_dir: Path | None,
+                   sources: list[str], references: list[str]) -> list[Result]:
+    """Time every configuration of one engine. main runs this in a fresh process per engine."""
+    results = []
+    for compute_type in args.compute_types:
+        translator = load_engine(engine, args.model, ct2_dir, compute_type, args.threads)
+        for beam_size in args.beam_sizes:
+            for batch_size in args.batch_sizes:
+                results.append(run(translator, sources, references, engine=engine,
+                                   compute_type=compute_type, beam_size=beam_size,
+                                   batch_size=batch_size))
+                print_progress(results[-1])
+    return results
 
 
 def run(translator: Translator, sources: list[str], references: list[str], *, engine: str,
         compute_type: str, beam_size: int, batch_size: int) -> Result:
     """Translate `sources` in batches of `batch_size` and time it."""
-    translator.translate(sources[:WARMUP_SENTENCES], beam_size=beam_size)
+    # Untimed warm-up at this configuration: both engines' allocators grow their caches for the
+    # largest batch they see, and CTranslate2's first batch of a new shape ran far slower.
+    warmup = sources[:max(batch_size, WARMUP_SENTENCES)]
+    for start in range(0, len(warmup), batch_size):
+        translator.translate(warmup[start:start + batch_size], beam_size=beam_size)
     outputs: list[str] = []
     started, cpu_started = time.perf_counter(), time.process_time()
     for start in range(0, len(sources), batch_size):
@@ -133,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", type=int, default=200,
                         help="first N test sentences to translate (default: 200)")
     parser.add_argument("--threads", type=int, default=2,
-                        help="intra-op threads for both engines (default: 2)")
+                        help="inference threads of both engines (default: 2)")
     parser.add_argument("--beam-sizes", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--compute-types", nargs="+", choices=COMPUTE_TYPES,
@@ -141,29 +162,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
     sources = read_lines(args.data_dir / TEST_SET.with_suffix(".hi"))[: args.sentences]
     references = read_lines(args.data_dir / TEST_SET.with_suffix(".en"))[: args.sentences]
     print(f"{len(sources)} sentences of {TEST_SET}, {args.threads} threads, torch "
-          f"{torch.__version__}, native matrix products on "
-          f"{gemm.backend() if args.threads == 1 else 'torch'} (nmt.gemm)")
+          f"{torch.__version__}, native float32 matrix products on {gemm.backend()} (nmt.gemm)")
 
+    # One process per engine: torch and CTranslate2 each bring an OpenMP runtime, and in one
+    # process the engine measured second ran up to 2 times slower than on its own.
+    spawn = multiprocessing.get_context("spawn")
+    results: list[Result] = []
     with tempfile.TemporaryDirectory() as scratch:
         ct2_dir = args.ct2_model
         if "ctranslate2" in args.engines and ct2_dir is None:
             from nmt.ct2 import export_ct2
 
             ct2_dir = export_ct2(args.model, Path(scratch) / "ct2")
-        results = []
-        for compute_type in args.compute_types:
-            engines = load_engines(args.model, ct2_dir, compute_type, args.threads, args.engines)
-            for beam_size in args.beam_sizes:
-                for batch_size in args.batch_sizes:
-                    for engine, translator in engines.items():
-                        results.append(run(translator, sources, references, engine=engine,
-                                           compute_type=compute_type, beam_size=beam_size,
-                                           batch_size=batch_size))
-                        print_progress(results[-1])
+        for engine in args.engines:
+            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                results += pool.submit(measure_engine, engine, args, ct2_dir, sources,
+                                       references).result()
     print()
     print_report(results)
     return 0
