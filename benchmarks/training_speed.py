@@ -31,6 +31,7 @@ import random
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -64,11 +65,16 @@ class PlainTransformer(nn.Module):
         self.register_buffer("positions", sinusoidal_positions(config.max_positions,
                                                                config.d_model), persistent=False)
         self.dropout = nn.Dropout(config.dropout)
-        self.transformer = nn.Transformer(
-            d_model=config.d_model, nhead=config.n_heads, num_encoder_layers=config.encoder_layers,
-            num_decoder_layers=config.decoder_layers, dim_feedforward=config.d_ff,
-            dropout=config.dropout, activation=config.activation, batch_first=True,
-            norm_first=config.pre_norm)
+        with warnings.catch_warnings():
+            # torch warns that its nested-tensor fast path does not apply to pre-norm layers; it
+            # is an inference path, unused by a training step either way.
+            warnings.filterwarnings("ignore", message="enable_nested_tensor is True")
+            self.transformer = nn.Transformer(
+                d_model=config.d_model, nhead=config.n_heads,
+                num_encoder_layers=config.encoder_layers,
+                num_decoder_layers=config.decoder_layers, dim_feedforward=config.d_ff,
+                dropout=config.dropout, activation=config.activation, batch_first=True,
+                norm_first=config.pre_norm)
 
     @property
     def output_weight(self) -> torch.Tensor:
@@ -94,8 +100,9 @@ def load_pairs(tokenizer_path: Path | None, seed: int,
     """Return encoded source and target sentences of PREFIX.hi/.en (real or synthetic ids),
     leaving out pairs longer than the trainer's 128-token limit."""
     # split("\n"), not splitlines(): some corpora contain U+2028 inside a line.
-    hindi = prefix.with_suffix(".hi").read_text(encoding="utf-8").rstrip("\n").split("\n")
-    english = prefix.with_suffix(".en").read_text(encoding="utf-8").rstrip("\n").split("\n")
+    hindi = prefix.with_name(prefix.name + ".hi").read_text(encoding="utf-8")
+    english = prefix.with_name(prefix.name + ".en").read_text(encoding="utf-8")
+    hindi, english = hindi.rstrip("\n").split("\n"), english.rstrip("\n").split("\n")
     if tokenizer_path is not None:
         from nmt.tokenizer import Tokenizer
 
@@ -182,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokenizer", type=Path, default=None,
                         help="SentencePiece model that encodes the fixture "
                              "(default: synthetic ids)")
-    parser.add_argument("--pairs", type=Path, default=FIXTURE,
-                        help="parallel files PREFIX.hi and PREFIX.en to batch (default: the "
+    parser.add_argument("--pairs", type=Path, default=FIXTURE, metavar="PREFIX",
+                        help="batch the parallel files PREFIX.hi and PREFIX.en (default: the "
                              "300-pair test fixture)")
     parser.add_argument("--batches", type=int, default=4, help="batches per round (default: 4)")
     parser.add_argument("--rounds", type=int, default=5,
@@ -194,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: the config's, else torch's default)")
     args = parser.parse_args(argv)
+    missing = [str(path) for path in (args.pairs.with_name(args.pairs.name + ".hi"),
+                                      args.pairs.with_name(args.pairs.name + ".en"))
+               if not path.is_file()]
+    if missing:
+        parser.error(f"--pairs {args.pairs}: no file {' or '.join(missing)} (PREFIX names the "
+                     "files PREFIX.hi and PREFIX.en)")
 
     config = load_config(args.config)
     threads = args.threads or config.threads

@@ -21,6 +21,10 @@ def default_model_dir() -> Path:
     return Path(os.environ.get("NMT_MODEL_DIR", DEFAULT_MODEL))
 
 
+# Packages of the `train` extra (and what they bring) that only training commands import.
+TRAIN_EXTRA_MODULES = frozenset({"datasets", "pyarrow"})
+
+
 def positive_int(text: str) -> int:
     """Parse an integer of at least 1 (an argparse type)."""
     try:
@@ -198,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except (FileNotFoundError, ValueError) as error:
         print(f"nmt {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        if error.name not in TRAIN_EXTRA_MODULES:
+            raise
+        print(f"nmt {args.command}: error: the training pipeline needs the package {error.name!r}, "
+              "which the train extra installs: pip install -e '.[train]'", file=sys.stderr)
         return 2
 
 

@@ -131,3 +131,16 @@ def test_unknown_subcommand_exits_2(capsys) -> None:
     with pytest.raises(SystemExit) as error:
         main(["no-such-command"])
     assert error.value.code == 2
+
+
+def test_train_without_datasets_names_the_extra(monkeypatch, capsys, tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("name: run\n", encoding="utf-8")
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets now fails
+    for name in [name for name in sys.modules if name.startswith("training.")]:
+        monkeypatch.delitem(sys.modules, name)  # imported afresh, then restored
+
+    assert main(["train", "--config", str(config), "--data-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "needs the package 'datasets'" in error
+    assert "pip install -e '.[train]'" in error

@@ -14,12 +14,13 @@ import time
 from collections.abc import Set
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-
-import datasets
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from nmt.normalize import normalize_hindi, normalize_text
 from training.evaluate import read_lines
+
+if TYPE_CHECKING:  # imported where used, so the configuration loads without the train extra
+    import datasets
 
 __all__ = ["CleaningConfig", "CleaningReport", "clean_pairs", "load_eval_texts"]
 
@@ -136,6 +137,9 @@ def clean_pairs(
     Duplicates are exact (hi, en) matches after normalization, and the first occurrence stays.
     Other columns (such as ``source``) are kept unchanged.
     """
+    import datasets
+    import pyarrow as pa
+
     started = time.perf_counter()
     # Both normalizers also fold whitespace, so one call per side covers both steps.
     normalize_hi = normalize_hindi if config.normalize else _fold_whitespace

@@ -1,0 +1,53 @@
+"""Smoke tests of the benchmark scripts on a tiny model: they run, print ratios and reject bad
+input. Their figures mean nothing here; `benchmarks/README.md` has real ones."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HINDI = ["भारत एक देश है।", "आज मौसम अच्छा है।", "वह घर जा रहा है।", "यह किताब मेरी है।"]
+ENGLISH = ["India is a country.", "The weather is good today.", "He is going home.",
+           "This book is mine."]
+
+
+def _run(script: str, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *argv],
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_translation_speed_runs_each_engine(tiny_model_dir: Path, tmp_path: Path) -> None:
+    eval_dir = tmp_path / "eval"
+    eval_dir.mkdir()
+    (eval_dir / "iitb-test.hi").write_text("\n".join(HINDI) + "\n", encoding="utf-8")
+    (eval_dir / "iitb-test.en").write_text("\n".join(ENGLISH) + "\n", encoding="utf-8")
+    engines = ["native", "ctranslate2"] if _has_ctranslate2() else ["native"]
+
+    done = _run("translation_speed.py", "--model", str(tiny_model_dir), "--data-dir",
+                str(tmp_path), "--sentences", "4", "--threads", "1", "--beam-sizes", "2",
+                "--batch-sizes", "2", "--compute-types", "float32", "--engines", *engines)
+
+    assert done.returncode == 0, done.stderr
+    for engine in engines:
+        assert f"done: {engine} float32 beam 2 batch 2" in done.stdout
+    if len(engines) == 2:
+        assert "float32  beam 2 batch  2:" in done.stdout
+
+
+def test_training_speed_names_missing_pairs(tmp_path: Path) -> None:
+    done = _run("training_speed.py", "--pairs", str(tmp_path / "corpus"))
+
+    assert done.returncode == 2
+    assert f"no file {tmp_path / 'corpus'}.hi or {tmp_path / 'corpus'}.en" in done.stderr
+    assert "PREFIX names the files PREFIX.hi and PREFIX.en" in done.stderr
+
+
+def _has_ctranslate2() -> bool:
+    try:
+        import ctranslate2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
