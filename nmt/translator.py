@@ -29,12 +29,14 @@ from nmt.normalize import normalize_input
 from nmt.protect import MAX_PLACEHOLDERS, find_spans, placeholder, protect, restore
 from nmt.quality import (
     FLAG_NOT_HINDI,
+    FLAG_REPETITION,
     FLAG_SPLIT,
     FLAG_TRUNCATED,
     NOT_HINDI_SHARE,
     PROBLEM_FLAGS,
     devanagari_share,
     has_devanagari_letters,
+    has_repetition_loop,
     output_problems,
     sort_flags,
 )
@@ -299,6 +301,8 @@ class Translator:
         flags.add(FLAG_SPLIT)
         best_texts = [unit.hypotheses[0].text for unit in units]
         joined = " ".join(piece for piece in best_texts if piece)
+        if has_repetition_loop(joined):  # a loop across pieces, each too short to show one
+            flags.add(FLAG_REPETITION)
         searched = [unit.hypotheses[0].score for unit in units if unit.ids]
         score = sum(searched) / len(searched) if searched else 0.0
         return Translation(joined, score, [Hypothesis(joined, score)], sort_flags(flags))

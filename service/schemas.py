@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 SOURCE_LANGUAGE = "hi"
@@ -62,12 +69,21 @@ class TranslateRequest(BaseModel):
         ),
     )
 
+    @field_validator("text", "texts", mode="before")
+    @classmethod
+    def _reject_null_input(cls, value: Any, info: ValidationInfo) -> Any:
+        # A null input field is an error of that field, not a body without input.
+        if value is None:
+            kind = "a string" if info.field_name == "text" else "a list of strings"
+            raise PydanticCustomError("null_input", "must be {kind}", {"kind": kind})
+        return value
+
     @field_validator("q", mode="before")
     @classmethod
     def _check_q_type(cls, value: Any) -> Any:
         # Checked before the union so that a wrong type gives one error, not one per member.
         is_text_list = isinstance(value, list) and all(isinstance(item, str) for item in value)
-        if value is not None and not isinstance(value, str) and not is_text_list:
+        if not isinstance(value, str) and not is_text_list:
             raise PydanticCustomError("q_type", "must be a string or a list of strings")
         return value
 

@@ -28,7 +28,7 @@ from nmt.quality import (
     devanagari_share,
     has_repetition_loop,
 )
-from nmt.translator import Hypothesis, Translator
+from nmt.translator import Hypothesis, Translator, _Unit
 
 DEVANAGARI_DIGITS = re.compile("[०-९]")
 # What an output must never contain: SentencePiece's unknown piece, byte pieces, U+FFFD and
@@ -312,6 +312,14 @@ def test_long_word_without_spaces(translator: Translator) -> None:
     (translation,) = translator.translate(["क" * 3000])
     assert isinstance(translation.text, str)
     assert FLAG_SPLIT in translation.flags
+
+
+def test_repetition_across_pieces_is_flagged(translator: Translator) -> None:
+    units = [_Unit(0, "क", (), [5], [Hypothesis("ka ka", -1.0)]) for _ in range(3)]
+
+    translation = translator._combine("क" * 3000, units)
+    assert translation.text == "ka ka ka ka ka ka"
+    assert translation.flags == (FLAG_REPETITION, FLAG_SPLIT)
 
 
 def test_long_text_layout_kept(translator: Translator) -> None:

@@ -49,6 +49,9 @@ INVALID_BODIES = [
     ({"text": "क", "source": 5}, "source", "valid string, got 5"),
     ({"texts": ["क", 5]}, "texts[1]", "valid string, got 5"),
     ({"texts": "क"}, "texts", 'valid list, got "क"'),
+    ({"text": None}, "text", "text: must be a string, got null"),
+    ({"texts": None}, "texts", "texts: must be a list of strings, got null"),
+    ({"q": None}, "q", "q: must be a string or a list of strings, got null"),
 ]
 
 
