@@ -41,6 +41,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from nmt.cli import positive_int  # noqa: E402
 from nmt.config import ModelConfig  # noqa: E402
 from nmt.model import Transformer, sinusoidal_positions  # noqa: E402
 from training.batching import Batch, collate, make_batches  # noqa: E402
@@ -192,13 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=Path, default=FIXTURE, metavar="PREFIX",
                         help="batch the parallel files PREFIX.hi and PREFIX.en (default: the "
                              "300-pair test fixture)")
-    parser.add_argument("--batches", type=int, default=4, help="batches per round (default: 4)")
-    parser.add_argument("--rounds", type=int, default=5,
+    parser.add_argument("--batches", type=positive_int, default=4,
+                        help="batches per round (default: 4)")
+    parser.add_argument("--rounds", type=positive_int, default=5,
                         help="timed rounds per model, after one warm-up round (default: 5)")
     parser.add_argument("--bf16", action="store_true",
                         help="also time this project's model under CPU bf16 autocast (mixed "
                              "precision, so not the same arithmetic as the fp32 figures)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch threads (default: the config's, else torch's default)")
     args = parser.parse_args(argv)
     missing = [str(path) for path in (args.pairs.with_name(args.pairs.name + ".hi"),
@@ -207,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"--pairs {args.pairs}: no file {' or '.join(missing)} (PREFIX names the "
                      "files PREFIX.hi and PREFIX.en)")
+    if not args.config.is_file():
+        parser.error(f"--config {args.config}: file not found")
+    if args.tokenizer is not None and not args.tokenizer.is_file():
+        parser.error(f"--tokenizer {args.tokenizer}: file not found")
 
     config = load_config(args.config)
     threads = args.threads or config.threads

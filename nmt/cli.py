@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from nmt.config import MAX_BEAM_SIZE
+
 __all__ = ["main"]
 
 logger = logging.getLogger("nmt")
@@ -19,6 +21,14 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "hi-en"
 def default_model_dir() -> Path:
     """Return the model directory from NMT_MODEL_DIR, else the released model."""
     return Path(os.environ.get("NMT_MODEL_DIR", DEFAULT_MODEL))
+
+
+def beam_size(text: str) -> int:
+    """Parse a beam size between 1 and MAX_BEAM_SIZE (an argparse type)."""
+    value = positive_int(text)
+    if value > MAX_BEAM_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_BEAM_SIZE}, got {value}")
+    return value
 
 
 # Packages of the `train` extra (and what they bring) that only training commands import.
@@ -147,8 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                               help="translate Hindi lines on stdin to English on stdout")
     tra.add_argument("--model", type=Path, default=default_model_dir(),
                      help="model directory (default: the released model)")
-    tra.add_argument("--beam-size", type=positive_int, default=None,
-                     help="beam size (default: the model's, 4 for the released model)")
+    tra.add_argument("--beam-size", type=beam_size, default=None,
+                     help=f"beam size, at most {MAX_BEAM_SIZE} (default: the model's, 4 for the "
+                          "released model)")
     tra.add_argument("--threads", type=positive_int, default=None,
                      help="inference threads (default: one per core)")
     tra.add_argument("--batch-lines", type=positive_int, default=256,

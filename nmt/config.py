@@ -1,4 +1,5 @@
-"""The model's shape, stored in every checkpoint so that a checkpoint alone rebuilds the model."""
+"""The model's shape, stored in every checkpoint so that a checkpoint alone rebuilds the model,
+and the widest beam that translation accepts."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ModelConfig"]
+__all__ = ["MAX_BEAM_SIZE", "ModelConfig"]
 
+
+# Wider beams do not improve translations, and memory grows with the beam: a beam of 100000
+# filled 22 GB before the process was killed.
+MAX_BEAM_SIZE = 64
 
 @dataclass(frozen=True)
 class ModelConfig:

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from nmt import gemm
+from nmt.config import MAX_BEAM_SIZE
 from nmt.model_dir import load_model_dir
 from nmt.normalize import normalize_input
 from nmt.protect import MAX_PLACEHOLDERS, find_spans, placeholder, protect, restore
@@ -156,6 +157,9 @@ class Translator:
         without Devanagari letters comes back normalized but untranslated.
         """
         options = self.options if beam_size is None else replace(self.options, beam_size=beam_size)
+        if not 1 <= options.beam_size <= MAX_BEAM_SIZE:
+            raise ValueError(f"beam_size must be between 1 and {MAX_BEAM_SIZE}, "
+                             f"got {options.beam_size}")
         if not 1 <= n_best <= options.beam_size:
             raise ValueError(f"n_best must be between 1 and the beam size ({options.beam_size})")
 

@@ -87,6 +87,37 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# Settings that `nmt serve` also takes as an option.
+_SETTING_OPTIONS = {
+    "model_dir": "--model",
+    "host": "--host",
+    "port": "--port",
+    "device": "--device",
+    "engine": "--engine",
+    "compute_type": "--compute-type",
+    "log_level": "--log-level",
+    "torch_threads": "--threads",
+}
+
+
+def describe_settings_error(error: ValidationError) -> list[str]:
+    """Return one line per invalid setting, naming its option or NMT_ variable and its value."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        message = problem["msg"].removeprefix("Value error, ")
+        if not problem["loc"]:  # a check across settings names them in its message
+            lines.append(message)
+            continue
+        field = str(problem["loc"][0])
+        names = f"NMT_{field.upper()}"
+        if field in _SETTING_OPTIONS:
+            names = f"{_SETTING_OPTIONS[field]} or {names}"
+        if " got " not in message:  # the project's own checks already show the value
+            message = f"{message}, got {problem['input']!r}"
+        lines.append(f"{names}: {message}")
+    return lines
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Run the service until it is stopped. Return the process exit code."""
     overrides: dict[str, Any] = {
@@ -103,7 +134,8 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings(**overrides)
     except ValidationError as error:
-        logger.error("invalid settings: %s", error)
+        for line in describe_settings_error(error):
+            logger.error("invalid setting: %s", line)
         return EXIT_USAGE
 
     if args.workers < 1:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from nmt.config import MAX_BEAM_SIZE
 from service import engines
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,9 @@ def default_model_dir() -> Path:
 class Settings(BaseSettings):
     """Configuration of the translation service. Each field is read from NMT_<FIELD>."""
 
-    model_config = SettingsConfigDict(env_prefix="NMT_", extra="ignore", validate_assignment=True)
+    # An empty variable (NMT_TORCH_THREADS=) counts as unset, so the default applies.
+    model_config = SettingsConfigDict(env_prefix="NMT_", extra="ignore", validate_assignment=True,
+                                      env_ignore_empty=True)
 
     model_dir: Path = Field(
         default_factory=default_model_dir,
@@ -66,7 +69,9 @@ class Settings(BaseSettings):
     max_texts: int = Field(64, ge=1, description="Maximum texts in one request")
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Maximum request body in bytes")
     default_beam_size: int = Field(4, ge=1, description="Beam size when a request sets none")
-    max_beam_size: int = Field(8, ge=1, description="Maximum beam_size a request may set")
+    max_beam_size: int = Field(
+        8, ge=1, le=MAX_BEAM_SIZE, description="Maximum beam_size a request may set"
+    )
     max_alternatives: int = Field(5, ge=0, description="Maximum alternatives a request may ask for")
     max_output_tokens: int = Field(
         512, ge=1, description="Maximum max_length (target tokens per sentence) a request may set"
@@ -133,6 +138,13 @@ class Settings(BaseSettings):
         if level not in _LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(_LOG_LEVELS)}, got {value!r}")
         return level
+
+    @model_validator(mode="after")
+    def _check_default_beam_size(self) -> Settings:
+        if self.default_beam_size > self.max_beam_size:
+            raise ValueError(f"NMT_DEFAULT_BEAM_SIZE ({self.default_beam_size}) must not exceed "
+                             f"NMT_MAX_BEAM_SIZE ({self.max_beam_size})")
+        return self
 
     @property
     def api_key_set(self) -> frozenset[str]:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 HINDI = ["भारत एक देश है।", "आज मौसम अच्छा है।", "वह घर जा रहा है।", "यह किताब मेरी है।"]
 ENGLISH = ["India is a country.", "The weather is good today.", "He is going home.",
@@ -42,6 +44,27 @@ def test_training_speed_names_missing_pairs(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert f"no file {tmp_path / 'corpus'}.hi or {tmp_path / 'corpus'}.en" in done.stderr
     assert "PREFIX names the files PREFIX.hi and PREFIX.en" in done.stderr
+
+
+def test_training_speed_runs_without_datasets(tmp_path: Path) -> None:
+    # The serve-only venv lacks the train extra, which the benchmark does not need.
+    script = REPO / "benchmarks" / "training_speed.py"
+    code = ("import runpy, sys; sys.modules['datasets'] = sys.modules['pyarrow'] = None; "
+            f"sys.argv = ['training_speed.py', '--pairs', {str(tmp_path / 'corpus')!r}]; "
+            f"runpy.run_path({str(script)!r}, run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=False)
+
+    assert done.returncode == 2, done.stderr
+    assert "PREFIX names the files PREFIX.hi and PREFIX.en" in done.stderr
+
+
+@pytest.mark.parametrize("argv", [["--batches", "0"], ["--rounds", "-1"], ["--threads", "0"]])
+def test_training_speed_rejects_bad_counts(argv: list[str]) -> None:
+    done = _run("training_speed.py", *argv)
+
+    assert done.returncode == 2
+    assert "must be at least 1" in done.stderr
 
 
 def _has_ctranslate2() -> bool:

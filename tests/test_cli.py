@@ -135,7 +135,10 @@ def test_unknown_subcommand_exits_2(capsys) -> None:
 
 def test_train_without_datasets_names_the_extra(monkeypatch, capsys, tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
-    config.write_text("name: run\n", encoding="utf-8")
+    config.write_text("name: run\ndata:\n  sources: [{name: pairs}]\n  exclude: []\n  dev: pairs\n",
+                      encoding="utf-8")
+    (tmp_path / "pairs.hi").write_text("भारत\n", encoding="utf-8")
+    (tmp_path / "pairs.en").write_text("India\n", encoding="utf-8")
     monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets now fails
     for name in [name for name in sys.modules if name.startswith("training.")]:
         monkeypatch.delitem(sys.modules, name)  # imported afresh, then restored
@@ -144,3 +147,16 @@ def test_train_without_datasets_names_the_extra(monkeypatch, capsys, tmp_path: P
     error = capsys.readouterr().err
     assert "needs the package 'datasets'" in error
     assert "pip install -e '.[train]'" in error
+
+
+def test_translate_beam_over_max_exits_2(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["translate", "--beam-size", "65"])
+    assert exit_info.value.code == 2
+    assert "--beam-size: must be at most 64, got 65" in capsys.readouterr().err
+
+
+def test_translator_rejects_wide_beam(tiny_model_dir: Path) -> None:
+    translator = Translator.load(tiny_model_dir)
+    with pytest.raises(ValueError, match="beam_size must be between 1 and 64, got 65"):
+        translator.translate(["भारत"], beam_size=65)

@@ -178,6 +178,10 @@ def test_evaluate_missing_file_exits_2(tmp_path, hyp_ref, capsys):
         (["--service", "ftp://127.0.0.1/", "--src", "SRC"], "http:// or https://"),
         (["--hyp", "h.en", "--threads", "2"], "--threads applies only with --model"),
         (["--model", "models/x", "--src", "s.hi", "--threads", "0"], "--threads must be positive"),
+        (
+            ["--model", "models/x", "--src", "s.hi", "--beam-size", "65"],
+            "--beam-size must be at most 64, got 65",
+        ),
     ],
 )
 def test_evaluate_invalid_options_exit_2(extra, message, hyp_ref, fixtures_dir, capsys):

@@ -292,8 +292,29 @@ def test_serve_threads_option(scrambled_dir: Path, monkeypatch) -> None:
 
 def test_serve_zero_threads_exit_2(scrambled_dir: Path, caplog) -> None:
     assert run_serve(_serve_args("--model", str(scrambled_dir), "--threads", "0")) == EXIT_USAGE
-    assert "torch_threads" in caplog.text
-    assert "greater than or equal to 1" in caplog.text
+    assert ("--threads or NMT_TORCH_THREADS: Input should be greater than or equal to 1, got 0"
+            in caplog.text)
+
+
+def test_serve_names_invalid_variable(scrambled_dir: Path, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("NMT_MAX_BEAM_SIZE", "100")
+    assert run_serve(_serve_args("--model", str(scrambled_dir))) == EXIT_USAGE
+    assert "NMT_MAX_BEAM_SIZE: Input should be less than or equal to 64, got '100'" in caplog.text
+
+
+def test_serve_default_beam_over_max_exit_2(scrambled_dir: Path, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("NMT_DEFAULT_BEAM_SIZE", "9")
+    assert run_serve(_serve_args("--model", str(scrambled_dir))) == EXIT_USAGE
+    assert "NMT_DEFAULT_BEAM_SIZE (9) must not exceed NMT_MAX_BEAM_SIZE (8)" in caplog.text
+
+
+def test_serve_empty_threads_variable_is_unset(scrambled_dir: Path, monkeypatch) -> None:
+    started = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: started.append(app))
+    monkeypatch.setenv("NMT_TORCH_THREADS", "")
+
+    assert run_serve(_serve_args("--model", str(scrambled_dir))) == 0
+    assert started[0].state.settings.torch_threads is None
 
 
 def test_serve_invalid_compute_type_exit_2(scrambled_dir: Path, caplog) -> None:

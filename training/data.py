@@ -26,11 +26,13 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-
-import datasets
+from typing import TYPE_CHECKING
 
 from training.cleaning import CleaningConfig, CleaningReport, clean_pairs, load_eval_texts
 from training.evaluate import read_lines
+
+if TYPE_CHECKING:  # imported where used, so the configuration loads without the train extra
+    import datasets
 
 __all__ = [
     "HUB_DATASETS",
@@ -50,7 +52,13 @@ logger = logging.getLogger(__name__)
 # Hub datasets whose rows hold a `translation` dict with "hi" and "en" keys.
 HUB_DATASETS = frozenset({"cfilt/iitb-english-hindi"})
 
-PAIR_FEATURES = datasets.Features({"hi": datasets.Value("string"), "en": datasets.Value("string")})
+
+
+def pair_features() -> datasets.Features:
+    """Return the features of a pair dataset: string columns ``hi`` and ``en``."""
+    import datasets
+
+    return datasets.Features({"hi": datasets.Value("string"), "en": datasets.Value("string")})
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -63,6 +71,8 @@ def load_parallel(source: str, *, split: str = "train") -> datasets.Dataset:
     value than "train" raises ValueError for them. Raises FileNotFoundError when `source` is
     neither a known Hub id nor an existing local file or file pair.
     """
+    import datasets
+
     if source in HUB_DATASETS:
         return _load_hub(source, split)
 
@@ -87,13 +97,15 @@ def load_parallel(source: str, *, split: str = "train") -> datasets.Dataset:
         raise ValueError(f"unsupported parallel file {path}: expected a .tsv or .jsonl suffix")
 
     logger.info("loaded %d pairs from %s", len(hi), source)
-    return datasets.Dataset.from_dict({"hi": hi, "en": en}, features=PAIR_FEATURES)
+    return datasets.Dataset.from_dict({"hi": hi, "en": en}, features=pair_features())
 
 
 def _load_hub(name: str, split: str) -> datasets.Dataset:
     # NOTE: never run in tests, because it needs network access. It expects rows shaped
     # {"translation": {"en": ..., "hi": ...}} and data files that datasets >= 4 can load without
     # a loading script.
+    import datasets
+
     dataset = datasets.load_dataset(name, split=split)
 
     def unpack(batch: dict[str, list]) -> dict[str, list[str]]:
@@ -102,7 +114,7 @@ def _load_hub(name: str, split: str) -> datasets.Dataset:
 
     dataset = dataset.map(unpack, batched=True, remove_columns=dataset.column_names)
     logger.info("loaded %d pairs from Hub dataset %s (split %s)", len(dataset), name, split)
-    return dataset.cast(PAIR_FEATURES)
+    return dataset.cast(pair_features())
 
 
 def _read_aligned_pair(hi_path: Path, en_path: Path) -> tuple[list[str], list[str]]:
@@ -187,6 +199,8 @@ def _resolve_source(data_dir: Path, name: str) -> str:
 
 
 def _load_unweighted(data_dir: Path, sources: list[SourceSpec]) -> datasets.Dataset:
+    import datasets
+
     if not sources:
         raise ValueError("no training sources given")
     names = [spec.name for spec in sources]

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from sacrebleu.metrics import BLEU, CHRF
 
+from nmt.config import MAX_BEAM_SIZE
+
 __all__ = [
     "Scores",
     "TranslationError",
@@ -343,6 +345,8 @@ def _check_option_scope(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise ValueError(f"{flag} must be positive, got {value}")
+    if args.beam_size is not None and args.beam_size > MAX_BEAM_SIZE:
+        raise ValueError(f"--beam-size must be at most {MAX_BEAM_SIZE}, got {args.beam_size}")
 
 
 def _value_or(value, default):
