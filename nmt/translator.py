@@ -25,6 +25,7 @@ import torch
 
 from nmt import gemm
 from nmt.config import MAX_BEAM_SIZE
+from nmt.devices import check_torch_device
 from nmt.model_dir import load_model_dir
 from nmt.normalize import normalize_input
 from nmt.protect import MAX_PLACEHOLDERS, find_spans, placeholder, protect, restore
@@ -126,6 +127,7 @@ class Translator:
         """Load a model directory (see `nmt.model_dir`)."""
         model_dir = Path(model_dir)
         gemm.backend()  # a wrong NMT_GEMM fails here, not at the first translation
+        check_torch_device(device)
         model, tokenizer, metadata = load_model_dir(model_dir, device)
         logger.info("loaded model %s (%d parameters)", model_dir,
                     sum(p.numel() for p in model.parameters()))

@@ -33,8 +33,6 @@ CT2_COMPUTE_TYPES = (
     "bfloat16",
 )
 CT2_DEVICES = ("cpu", "cuda")
-# torch device types that the native engine accepts, with the name of their backend.
-TORCH_DEVICE_TYPES = {"cpu": "CPU", "cuda": "CUDA", "xpu": "XPU", "mps": "MPS"}
 _DEVICE_SETTING = "--device or NMT_DEVICE"
 _DEFAULT_COMPUTE_TYPES = {NATIVE: "float32", CTRANSLATE2: "default"}
 
@@ -51,6 +49,8 @@ def check_device(device: str) -> None:
     the device.
     """
     import torch
+
+    from nmt.devices import TORCH_DEVICE_TYPES
 
     try:
         parsed = torch.device(device)
@@ -71,33 +71,15 @@ def device_unavailable_reason(engine: str, device: str) -> str | None:
 
     `device` must have passed `check_device`, and `check_engine` for `engine`.
     """
-    reason = _ct2_device_problem(device) if engine == CTRANSLATE2 else _torch_device_problem(device)
+    from nmt.devices import torch_device_problem  # imports torch
+
+    reason = _ct2_device_problem(device) if engine == CTRANSLATE2 else torch_device_problem(device)
     if reason is None:
         return None
     return (
         f"device {device!r} ({_DEVICE_SETTING}) cannot be used: {reason}; "
         f"choose another device, e.g. cpu"
     )
-
-
-def _torch_device_problem(device: str) -> str | None:
-    import torch
-
-    parsed = torch.device(device)
-    if parsed.type == "cpu":
-        return None
-    name = TORCH_DEVICE_TYPES[parsed.type]
-    # torch.backends.mps has is_available; torch.cuda and torch.xpu also have device_count.
-    backend = torch.backends.mps if parsed.type == "mps" else getattr(torch, parsed.type)
-    if not backend.is_available():
-        return f"{name} is not available to torch {torch.__version__} on this machine"
-
-    count_devices = getattr(backend, "device_count", None)
-    if parsed.index is not None and count_devices is not None:
-        count = count_devices()
-        if parsed.index >= count:
-            return f"torch finds {count} {name} device(s), so index {parsed.index} does not exist"
-    return None
 
 
 def _ct2_device_problem(device: str) -> str | None:

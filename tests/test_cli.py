@@ -160,3 +160,21 @@ def test_translator_rejects_wide_beam(tiny_model_dir: Path) -> None:
     translator = Translator.load(tiny_model_dir)
     with pytest.raises(ValueError, match="beam_size must be between 1 and 64, got 65"):
         translator.translate(["भारत"], beam_size=65)
+
+
+@pytest.mark.parametrize(("device", "words"), [
+    ("bogus", "device 'bogus' is not a valid torch device"),
+    ("meta", "device 'meta' has type 'meta', which translation cannot run on"),
+])
+def test_translator_rejects_unusable_device(tiny_model_dir: Path, device: str, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        Translator.load(tiny_model_dir, device=device)
+
+
+def test_translator_names_missing_cuda(tiny_model_dir: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="device 'cuda' cannot be used: CUDA is not available"):
+        Translator.load(tiny_model_dir, device="cuda")
