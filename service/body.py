@@ -84,7 +84,7 @@ def _decode_json(body: bytes) -> dict[str, Any]:
     if not text.strip():
         raise APIError(400, 'request body is empty; send a JSON object such as {"text": "..."}')
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_reject_repeated_keys)
     except json.JSONDecodeError as error:
         raise APIError(
             400,
@@ -93,6 +93,16 @@ def _decode_json(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         message = f"must be a JSON object, got {_json_type_name(data)}"
         raise _field_error("body", message, f"request body {message}")
+    return data
+
+
+def _reject_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Build a JSON object, rejecting a key given twice: json.loads would keep only the last."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _field_error(truncate(key), "field is given more than once")
+        data[key] = value
     return data
 
 

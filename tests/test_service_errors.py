@@ -373,3 +373,12 @@ def test_api_key_in_form(service_settings, fake_translator) -> None:
     with TestClient(create_app(service_settings, fake_translator)) as client:
         response = client.post("/translate", data={"q": "क", "api_key": "secret-1"})
     assert response.status_code == 200
+
+
+def test_repeated_json_key_422(service_client: TestClient) -> None:
+    response = service_client.post(
+        "/translate", content='{"text": "भारत", "text": "दिल्ली"}'.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"] == "text: field is given more than once"
