@@ -234,12 +234,14 @@ class FakeService:
     def __init__(self, table: dict[str, str]) -> None:
         self.table = table
         self.requests: list[list[str]] = []
+        self.api_keys: list[str | None] = []
         service = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 service.requests.append(body["texts"])
+                service.api_keys.append(self.headers.get("X-API-Key"))
                 if self.path != "/translate" or "FAIL" in body["texts"]:
                     self._send(500, {"detail": "model exploded"})
                     return
@@ -287,6 +289,25 @@ def test_service_batches_and_skips_empty(dev_service):
 
     assert translations == ["A", "", "B", "C", "", "D", "E"]
     assert dev_service.requests == [["a", "b"], ["c", "d"], ["e"]]
+
+
+def test_service_sends_api_key(dev_service):
+    translate_with_service(dev_service.url, ["a", "b"], batch_size=1, api_key="s3cret")
+
+    assert dev_service.api_keys == ["s3cret", "s3cret"]
+
+
+def test_evaluate_service_reads_api_key(monkeypatch, tmp_path, dev_service, fixtures_dir,
+                                        hyp_ref):
+    monkeypatch.setenv("NMT_API_KEY", "s3cret")
+    src = tmp_path / "dev-20.hi"
+    lines = read_lines(fixtures_dir / "iitb-dev-50.hi")[:20]
+    src.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    args = parse_evaluate_args(["--service", dev_service.url, "--src", str(src), "--ref",
+                                str(hyp_ref[1])])
+
+    assert run_evaluate(args) == 0
+    assert set(dev_service.api_keys) == {"s3cret"}
 
 
 def test_service_error_raises(dev_service):

@@ -14,6 +14,7 @@ import argparse
 import http.client
 import json
 import logging
+import os
 import sys
 import time
 import urllib.error
@@ -43,6 +44,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_BEAM_SIZE = 4
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_SERVICE_TIMEOUT_S = 120.0
+# The API key that `--service` sends, read from the environment so that it stays out of `ps`.
+API_KEY_VARIABLE = "NMT_API_KEY"
 
 EXIT_OK = 0
 EXIT_TRANSLATION_FAILED = 1
@@ -186,18 +189,20 @@ def translate_with_service(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     timeout: float = DEFAULT_SERVICE_TIMEOUT_S,
+    api_key: str | None = None,
 ) -> list[str]:
     """Translate `sources` through a running service by POSTing batches to ``URL/translate``.
 
     The request body is ``{"texts": [...]}`` and the response must be ``{"translations": [...]}``
     with one string, or one object with a string ``"text"``, per input. `timeout` is in seconds
-    per request. Raises TranslationError on an HTTP error, a connection failure or a malformed
-    response.
+    per request, and `api_key` goes in an X-API-Key header. Raises TranslationError on an HTTP
+    error, a connection failure or a malformed response.
     """
     endpoint = _service_endpoint(url)
+    headers = {"X-API-Key": api_key} if api_key else {}
 
     def translate_batch(batch: list[str]) -> list[str]:
-        payload = _post_json(endpoint, {"texts": batch}, timeout)
+        payload = _post_json(endpoint, {"texts": batch}, timeout, headers)
         return _parse_translations(endpoint, payload, expected=len(batch))
 
     return _translate_in_batches(sources, translate_batch, batch_size)
@@ -209,11 +214,12 @@ def _service_endpoint(url: str) -> str:
     return url.rstrip("/") + "/translate"
 
 
-def _post_json(endpoint: str, body: dict, timeout: float) -> object:
+def _post_json(endpoint: str, body: dict, timeout: float,
+               headers: dict[str, str] | None = None) -> object:
     request = urllib.request.Request(
         endpoint,
         data=json.dumps(body, ensure_ascii=False).encode("utf-8"),
-        headers={"Content-Type": "application/json; charset=utf-8"},
+        headers={"Content-Type": "application/json; charset=utf-8", **(headers or {})},
         method="POST",
     )
     try:
@@ -316,7 +322,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     parser.epilog = (
         "Exit status: 0 on success, 1 when translation fails, 2 on invalid input "
-        "(missing file, mismatched line counts, options that do not fit together)."
+        "(missing file, mismatched line counts, options that do not fit together). "
+        f"With --service, the environment variable {API_KEY_VARIABLE} holds the API key, if the "
+        "service needs one."
     )
 
 
@@ -380,6 +388,7 @@ def _produce_hypotheses(args: argparse.Namespace, reference_count: int) -> list[
             sources,
             batch_size=batch_size,
             timeout=_value_or(args.timeout, DEFAULT_SERVICE_TIMEOUT_S),
+            api_key=os.environ.get(API_KEY_VARIABLE),
         )
 
     if args.out is not None:
