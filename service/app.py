@@ -56,14 +56,15 @@ def create_app(
     app.state.runtime = ModelRuntime(settings, metrics, translator)
 
     install_error_handlers(app)
+    routers = [translate.router, languages.router, limits.router, system.router, page.router]
     app.add_middleware(
-        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=metrics,
+        route_paths=frozenset(route.path for router in routers for route in router.routes),
     )
-    app.include_router(translate.router)
-    app.include_router(languages.router)
-    app.include_router(limits.router)
-    app.include_router(system.router)
-    app.include_router(page.router)
+    for router in routers:
+        app.include_router(router)
     app.mount(page.STATIC_PATH, StaticFiles(directory=page.STATIC_DIR), name="static")
     return app
 

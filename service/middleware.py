@@ -33,10 +33,13 @@ class RequestContextMiddleware:
     logged here with its traceback, so it is logged once and the server keeps serving.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: ServiceMetrics) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: ServiceMetrics,
+                 route_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        # Paths of the app's routes, to label requests rejected before routing.
+        self.route_paths = route_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,7 +96,7 @@ class RequestContextMiddleware:
         return receive_within_limit
 
     def _finish(self, scope: Scope, state: dict[str, Any], status: int, elapsed_s: float) -> None:
-        route = _route_label(scope)
+        route = _route_label(scope, self.route_paths)
         method = scope.get("method", "")
         self.metrics.requests.labels(route, method, str(status)).inc()
         self.metrics.latency.labels(route).observe(elapsed_s)
@@ -125,7 +128,7 @@ def _content_length(headers: Headers) -> int | None:
     return int(value)
 
 
-def _route_label(scope: Scope) -> str:
+def _route_label(scope: Scope, route_paths: frozenset[str]) -> str:
     """Return the route's path template, so that unknown paths share one metrics label."""
     route = scope.get("route")
     path = getattr(route, "path", None)
@@ -133,8 +136,6 @@ def _route_label(scope: Scope) -> str:
         return path
 
     # Requests rejected before routing (a body over the limit) carry no route yet.
-    app = scope.get("app")
-    for candidate in getattr(app, "routes", ()):
-        if getattr(candidate, "path", None) == scope.get("path"):
-            return candidate.path
+    if scope.get("path") in route_paths:
+        return scope["path"]
     return _UNMATCHED_ROUTE

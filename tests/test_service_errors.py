@@ -256,6 +256,14 @@ def test_body_over_limit_by_length(service_client: TestClient) -> None:
     assert "over the limit of 4096 bytes" in response.json()["error"]
 
 
+def test_body_over_limit_keeps_route_label(service_client: TestClient) -> None:
+    service_client.post(
+        "/translate", content=b"x" * 5000, headers={"content-type": "application/json"}
+    )
+    metrics = service_client.get("/metrics").text
+    assert 'nmt_http_requests_total{method="POST",route="/translate",status="413"} 1.0' in metrics
+
+
 def test_body_over_limit_streamed(service_client: TestClient) -> None:
     # A generator body is sent chunked, without Content-Length, so only the byte count applies.
     def chunks():
