@@ -32,9 +32,15 @@ from training.checkpoints import (
     load_checkpoint,
     save_checkpoint,
 )
-from training.config import TrainConfig, config_from_dict, load_config, save_config
+from training.config import (
+    OptimConfig,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+    save_config,
+)
 from training.data import SourceSpec
-from training.trainer import inverse_sqrt_lr, train
+from training.trainer import cooldown_factor, inverse_sqrt_lr, train
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -386,6 +392,22 @@ def test_lr_decays_as_inverse_sqrt(warmup: int) -> None:
 
 def test_lr_step_zero_is_step_one() -> None:
     assert inverse_sqrt_lr(0, 0.5, 10) == inverse_sqrt_lr(1, 0.5, 10)
+
+
+def test_cooldown_falls_linearly_to_zero() -> None:
+    factors = [cooldown_factor(step, 100, 10) for step in range(85, 101)]
+    assert factors[:6] == [1.0] * 6  # steps 85-90
+    assert factors[6:] == pytest.approx([k / 10 for k in range(10, 0, -1)])  # steps 91-100
+    assert cooldown_factor(101, 100, 10) == 0.0
+
+
+def test_cooldown_off_by_default() -> None:
+    assert cooldown_factor(100, 100, 0) == 1.0
+
+
+def test_cooldown_longer_than_run_rejected() -> None:
+    with pytest.raises(ValueError, match="cooldown_steps must be between 0 and max_steps"):
+        OptimConfig(max_steps=10, cooldown_steps=11)
 
 
 # --- batching -----------------------------------------------------------------------------------

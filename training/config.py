@@ -96,12 +96,17 @@ class OptimConfig:
     max_steps: int = 100_000
     max_minutes: float | None = None  # stop (with a checkpoint) after this much training time
     init_warmup_steps: int = 200  # with `init_from`: fresh Adam moments ramp up over these steps
+    # Over the last `cooldown_steps` before max_steps the rate falls linearly to zero (0: off).
+    cooldown_steps: int = 0
     # Precision of the forward pass. "auto" is bf16 autocast on CUDA and float32 on a CPU.
     # "bf16" also autocasts on a CPU, which helps only on CPUs with AVX512-BF16 or AMX.
     # Weights and optimizer state stay float32.
     precision: str = "auto"
 
     def __post_init__(self) -> None:
+        if not 0 <= self.cooldown_steps <= self.max_steps:
+            raise ValueError(f"optim.cooldown_steps must be between 0 and max_steps "
+                             f"({self.max_steps}), got {self.cooldown_steps}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"optim.precision must be one of {', '.join(PRECISIONS)}, "
                              f"got {self.precision!r}")

@@ -51,6 +51,13 @@ def inverse_sqrt_lr(step: int, peak: float, warmup: int) -> float:
     return peak * min(step / warmup, math.sqrt(warmup / step))
 
 
+def cooldown_factor(step: int, max_steps: int, cooldown_steps: int) -> float:
+    """Return the factor that takes the rate linearly to zero over the last `cooldown_steps`."""
+    if cooldown_steps <= 0:
+        return 1.0
+    return min(1.0, max(0.0, (max_steps - step + 1) / cooldown_steps))
+
+
 class LossModule(nn.Module):
     """The model with its loss in `forward`, so DistributedDataParallel wraps the whole step."""
 
@@ -264,6 +271,7 @@ def _loop(
         lr = inverse_sqrt_lr(state["step"] + 1, optim.lr, optim.warmup_steps)
         if "init_step" in state:  # Adam's moments start empty after a warm start
             lr *= min(1.0, (state["step"] + 1 - state["init_step"]) / optim.init_warmup_steps)
+        lr *= cooldown_factor(state["step"] + 1, optim.max_steps, optim.cooldown_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
         torch.nn.utils.clip_grad_norm_(model.parameters(), optim.clip_norm)
