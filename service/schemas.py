@@ -82,8 +82,14 @@ class TranslateRequest(BaseModel):
     @classmethod
     def _check_q_type(cls, value: Any) -> Any:
         # Checked before the union so that a wrong type gives one error, not one per member.
-        is_text_list = isinstance(value, list) and all(isinstance(item, str) for item in value)
-        if not isinstance(value, str) and not is_text_list:
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                if not isinstance(item, str):
+                    raise PydanticCustomError(
+                        "q_type", "must be a string or a list of strings; item {index} is not",
+                        {"index": index},
+                    )
+        elif not isinstance(value, str):
             raise PydanticCustomError("q_type", "must be a string or a list of strings")
         return value
 

@@ -52,6 +52,7 @@ INVALID_BODIES = [
     ({"text": None}, "text", "text: must be a string, got null"),
     ({"texts": None}, "texts", "texts: must be a list of strings, got null"),
     ({"q": None}, "q", "q: must be a string or a list of strings, got null"),
+    ({"q": ["क", None]}, "q", 'q: must be a string or a list of strings; item 1 is not, got ["क",'),
 ]
 
 
