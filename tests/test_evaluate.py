@@ -242,6 +242,9 @@ class FakeService:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 service.requests.append(body["texts"])
                 service.api_keys.append(self.headers.get("X-API-Key"))
+                if "LOCKED" in body["texts"]:
+                    self._send(401, {"error": "missing API key"})
+                    return
                 if self.path != "/translate" or "FAIL" in body["texts"]:
                     self._send(500, {"detail": "model exploded"})
                     return
@@ -308,6 +311,11 @@ def test_evaluate_service_reads_api_key(monkeypatch, tmp_path, dev_service, fixt
 
     assert run_evaluate(args) == 0
     assert set(dev_service.api_keys) == {"s3cret"}
+
+
+def test_service_401_names_key_variable(dev_service):
+    with pytest.raises(TranslationError, match="HTTP 401: .*set NMT_API_KEY to a key"):
+        translate_with_service(dev_service.url, ["LOCKED"])
 
 
 def test_service_error_raises(dev_service):

@@ -227,7 +227,10 @@ def _post_json(endpoint: str, body: dict, timeout: float,
             return json.load(response)
     except urllib.error.HTTPError as error:
         detail = error.read().decode("utf-8", errors="replace")[:_ERROR_BODY_CHARS]
-        raise TranslationError(f"{endpoint} returned HTTP {error.code}: {detail}") from error
+        hint = ""
+        if error.code in (401, 403):  # missing or wrong API key
+            hint = f"; set {API_KEY_VARIABLE} to a key the service accepts"
+        raise TranslationError(f"{endpoint} returned HTTP {error.code}: {detail}{hint}") from error
     except urllib.error.URLError as error:
         raise TranslationError(f"request to {endpoint} failed: {error.reason}") from error
     except TimeoutError as error:
