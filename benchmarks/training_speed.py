@@ -96,14 +96,19 @@ class PlainTransformer(nn.Module):
             tgt_key_padding_mask=target_input == self.pad_id, tgt_is_causal=True)
 
 
+def pair_files(prefix: Path) -> tuple[Path, Path]:
+    """Return the files PREFIX.hi and PREFIX.en (a dot in PREFIX stays, unlike with_suffix)."""
+    return prefix.with_name(prefix.name + ".hi"), prefix.with_name(prefix.name + ".en")
+
+
 def load_pairs(tokenizer_path: Path | None, seed: int,
                prefix: Path = FIXTURE) -> tuple[list[list[int]], list[list[int]]]:
     """Return encoded source and target sentences of PREFIX.hi/.en (real or synthetic ids),
     leaving out pairs longer than the trainer's 128-token limit."""
     # split("\n"), not splitlines(): some corpora contain U+2028 inside a line.
-    hindi = prefix.with_name(prefix.name + ".hi").read_text(encoding="utf-8")
-    english = prefix.with_name(prefix.name + ".en").read_text(encoding="utf-8")
-    hindi, english = hindi.rstrip("\n").split("\n"), english.rstrip("\n").split("\n")
+    hindi_path, english_path = pair_files(prefix)
+    hindi = hindi_path.read_text(encoding="utf-8").rstrip("\n").split("\n")
+    english = english_path.read_text(encoding="utf-8").rstrip("\n").split("\n")
     if tokenizer_path is not None:
         from nmt.tokenizer import Tokenizer
 
@@ -203,9 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch threads (default: the config's, else torch's default)")
     args = parser.parse_args(argv)
-    missing = [str(path) for path in (args.pairs.with_name(args.pairs.name + ".hi"),
-                                      args.pairs.with_name(args.pairs.name + ".en"))
-               if not path.is_file()]
+    missing = [str(path) for path in pair_files(args.pairs) if not path.is_file()]
     if missing:
         parser.error(f"--pairs {args.pairs}: no file {' or '.join(missing)} (PREFIX names the "
                      "files PREFIX.hi and PREFIX.en)")

@@ -16,6 +16,7 @@ __all__ = ["MAX_BEAM_SIZE", "ModelConfig"]
 # filled 22 GB before the process was killed.
 MAX_BEAM_SIZE = 64
 
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape of the encoder-decoder Transformer.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["TORCH_DEVICE_TYPES", "check_torch_device", "torch_device_problem"]
+__all__ = ["TORCH_DEVICE_TYPES", "check_torch_device", "parse_torch_device",
+           "torch_device_problem"]
 
 # torch device types that the native engine accepts, with the name of their backend.
 TORCH_DEVICE_TYPES = {"cpu": "CPU", "cuda": "CUDA", "xpu": "XPU", "mps": "MPS"}
@@ -32,17 +33,27 @@ def torch_device_problem(device: str) -> str | None:
     return None
 
 
-def check_torch_device(device: str | torch.device) -> None:
-    """Raise ValueError unless torch can run on `device` on this machine."""
+def parse_torch_device(device: str | torch.device, *, label: str = "",
+                       user: str = "translation") -> torch.device:
+    """Parse `device`, raising ValueError unless it is a torch device of a TORCH_DEVICE_TYPES type.
+
+    `label` names where the value came from (such as an option) and `user` what runs on the
+    device, both for the error messages.
+    """
+    named = f"device {device!r}" + (f" ({label})" if label else "")
     try:
         parsed = torch.device(device)
     except RuntimeError as error:
-        raise ValueError(f"device {device!r} is not a valid torch device; use cpu, cuda or "
-                         "cuda:N") from error
+        raise ValueError(f"{named} is not a valid torch device; use cpu, cuda or cuda:N") from error
     if parsed.type not in TORCH_DEVICE_TYPES:
-        raise ValueError(f"device {device!r} has type {parsed.type!r}, which translation cannot "
-                         f"run on; use one of: {', '.join(TORCH_DEVICE_TYPES)}")
-    problem = torch_device_problem(str(parsed))
+        raise ValueError(f"{named} has type {parsed.type!r}, which {user} cannot run on; use one "
+                         f"of: {', '.join(TORCH_DEVICE_TYPES)}")
+    return parsed
+
+
+def check_torch_device(device: str | torch.device) -> None:
+    """Raise ValueError unless torch can run on `device` on this machine."""
+    problem = torch_device_problem(str(parse_torch_device(device)))
     if problem:
         raise ValueError(f"device {device!r} cannot be used: {problem}; choose another device, "
                          "e.g. cpu")

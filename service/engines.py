@@ -43,27 +43,14 @@ def default_compute_type(engine: str) -> str:
 
 
 def check_device(device: str) -> None:
-    """Raise ValueError unless `device` is a torch device string of a type in TORCH_DEVICE_TYPES.
+    """Raise ValueError unless `device` is a torch device of a type the service accepts.
 
-    This checks the spelling only. `device_unavailable_reason` checks that the machine has
-    the device.
+    The types are `nmt.devices.TORCH_DEVICE_TYPES`. This checks the spelling only.
+    `device_unavailable_reason` checks that the machine has the device.
     """
-    import torch
+    from nmt.devices import parse_torch_device  # imports torch
 
-    from nmt.devices import TORCH_DEVICE_TYPES
-
-    try:
-        parsed = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(
-            f"device {device!r} ({_DEVICE_SETTING}) is not a valid torch device; "
-            f"use cpu, cuda or cuda:N"
-        ) from error
-    if parsed.type not in TORCH_DEVICE_TYPES:
-        raise ValueError(
-            f"device {device!r} ({_DEVICE_SETTING}) has type {parsed.type!r}, which the "
-            f"service cannot run on; use one of: {', '.join(TORCH_DEVICE_TYPES)}"
-        )
+    parse_torch_device(device, label=_DEVICE_SETTING, user="the service")
 
 
 def device_unavailable_reason(engine: str, device: str) -> str | None:

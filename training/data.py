@@ -53,7 +53,6 @@ logger = logging.getLogger(__name__)
 HUB_DATASETS = frozenset({"cfilt/iitb-english-hindi"})
 
 
-
 def pair_features() -> datasets.Features:
     """Return the features of a pair dataset: string columns ``hi`` and ``en``."""
     import datasets
