@@ -7,12 +7,14 @@ projection of a beam-4, 32-sentence step took 7.7 ms against 13.9 ms. On one thr
 over 96 iitb-test sentences ran at 379-403 target tokens/s with OpenBLAS (two runs) against 328
 with MKL.
 
-The two libraries never run thread pools at the same time: with both on 2 threads, the same search
-ran 10 times slower than on one. `set_threads(n)` therefore gives the products to OpenBLAS on n
-threads and runs torch's other operations (attention, softmax, layer norm) on one. On 2 cores of
-an AMD EPYC with AVX-512, beam 4 then ran at 353 target tokens/s at batch 1 and 1057 at batch 32,
-against 268 and 827 with torch alone on 2 threads (benchmarks/translation_speed.py, 100
-sentences). A quantized (int8) model keeps torch on n threads, as its products are torch's own.
+The two libraries never run thread pools at the same time, because with both on 2 threads the same
+search ran 10 times slower than on one. `set_threads(n)` therefore gives the products to OpenBLAS
+on n threads and runs torch's other operations (attention, softmax, layer norm) on one. On 2
+cores of an AMD EPYC with AVX-512, beam 4 then ran at 353 target tokens/s at batch 1 and 1057
+at batch 32, against 268 and 827 with torch alone on 2 threads (benchmarks/translation_speed.py,
+100 sentences). A quantized (int8) model keeps torch on n threads, as its products are torch's own.
+NOTE: that split was measured on AVX-512 only. On an AVX2-only EPYC, an earlier run (with
+CTranslate2 in the same process) found OpenBLAS slower on 2 threads than on one.
 
 The backend is chosen once per process from NMT_GEMM:
 - `auto` (default): `openblas` when the CPU is not Intel's and NumPy's BLAS is OpenBLAS,

@@ -1,5 +1,5 @@
 """Smoke tests of the benchmark scripts on a tiny model: they run, print ratios and reject bad
-input. Their figures mean nothing here; `benchmarks/README.md` has real ones."""
+input. Their figures mean nothing here, and `benchmarks/README.md` has real ones."""
 
 from __future__ import annotations
 
