@@ -11,6 +11,7 @@ import asyncio
 import enum
 import functools
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from service import engines
@@ -37,8 +38,12 @@ def load_translator(settings: Settings) -> TranslatorLike:
     `nmt.gemm.set_threads`) and CTranslate2's intra-op threads for the ctranslate2 engine.
     """
     if settings.engine == engines.CTRANSLATE2:
-        return _load_ct2_translator(settings)
-    return _load_native_translator(settings)
+        translator = _load_ct2_translator(settings)
+    else:
+        translator = _load_native_translator(settings)
+    if not settings.shortlist:
+        translator.options = replace(translator.options, shortlist=False)
+    return translator
 
 
 def _load_native_translator(settings: Settings) -> TranslatorLike:
