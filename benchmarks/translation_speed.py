@@ -7,9 +7,7 @@ differs, `nmt.search` on PyTorch or CTranslate2's `translate_batch` on a model e
 compute type runs with the same thread count, each engine in a process of its own. The int8
 compute type is torch dynamic quantization of the linear layers (`nmt.quantize`) for PyTorch and
 CTranslate2's int8 compute type. Target tokens are the SentencePiece pieces of the output text,
-counted the same way for both engines. When the model directory has a vocabulary shortlist
-(`nmt.shortlist`), each configuration runs with it and without it; CTranslate2 then uses the
-same list as its vocabulary map.
+counted the same way for both engines.
 
     python benchmarks/translation_speed.py --model models/hi-en --data-dir DATA_DIR
 """
@@ -22,7 +20,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,7 +30,6 @@ sys.path.insert(0, str(REPO))
 
 from nmt import gemm  # noqa: E402
 from nmt.quantize import quantize_translator  # noqa: E402
-from nmt.shortlist import SHORTLIST  # noqa: E402
 from nmt.translator import Translator  # noqa: E402
 from training.evaluate import read_lines, score_corpus  # noqa: E402
 
@@ -48,7 +45,6 @@ class Result:
 
     engine: str
     compute_type: str
-    shortlist: bool
     beam_size: int
     batch_size: int
     seconds: float
@@ -82,20 +78,17 @@ def load_engine(engine: str, model_dir: Path, ct2_dir: Path | None, compute_type
 
 
 def measure_engine(engine: str, args: argparse.Namespace, ct2_dir: Path | None,
-                   sources: list[str], references: list[str],
-                   shortlists: tuple[bool, ...]) -> list[Result]:
+                   sources: list[str], references: list[str]) -> list[Result]:
     """Time every configuration of one engine. main runs this in a fresh process per engine."""
     results = []
     for compute_type in args.compute_types:
         translator = load_engine(engine, args.model, ct2_dir, compute_type, args.threads)
-        for shortlist in shortlists:
-            translator.options = replace(translator.options, shortlist=shortlist)
-            for beam_size in args.beam_sizes:
-                for batch_size in args.batch_sizes:
-                    results.append(run(translator, sources, references, engine=engine,
-                                       compute_type=compute_type, beam_size=beam_size,
-                                       batch_size=batch_size))
-                    print_progress(results[-1])
+        for beam_size in args.beam_sizes:
+            for batch_size in args.batch_sizes:
+                results.append(run(translator, sources, references, engine=engine,
+                                   compute_type=compute_type, beam_size=beam_size,
+                                   batch_size=batch_size))
+                print_progress(results[-1])
     return results
 
 
@@ -116,56 +109,38 @@ def run(translator: Translator, sources: list[str], references: list[str], *, en
 
     tokens = sum(len(ids) for ids in translator.tokenizer.encode_batch(outputs, normalize=False))
     bleu = score_corpus(outputs, references).bleu
-    return Result(engine, compute_type, translator.options.shortlist, beam_size, batch_size,
-                  seconds, cpu_seconds, len(sources), tokens, bleu, tuple(outputs))
-
-
-def ratio(numerator: float, denominator: float) -> float:
-    """numerator / denominator, or nan where a run produced no target tokens."""
-    return numerator / denominator if denominator > 0 else float("nan")
+    return Result(engine, compute_type, beam_size, batch_size, seconds, cpu_seconds,
+                  len(sources), tokens, bleu, tuple(outputs))
 
 
 def print_report(results: list[Result]) -> None:
-    print(f"{'engine':12s} {'compute':8s} {'list':>4s} {'beam':>4s} {'batch':>5s} {'sent/s':>8s} "
+    print(f"{'engine':12s} {'compute':8s} {'beam':>4s} {'batch':>5s} {'sent/s':>8s} "
           f"{'tok/s':>8s} {'cpu s':>7s} {'BLEU':>6s}")
     for r in results:
-        listed = "on" if r.shortlist else "off"
-        print(f"{r.engine:12s} {r.compute_type:8s} {listed:>4s} {r.beam_size:4d} "
-              f"{r.batch_size:5d} {r.sentences_per_second:8.2f} {r.tokens_per_second:8.1f} "
-              f"{r.cpu_seconds:7.1f} {r.bleu:6.2f}")
+        print(f"{r.engine:12s} {r.compute_type:8s} {r.beam_size:4d} {r.batch_size:5d} "
+              f"{r.sentences_per_second:8.2f} {r.tokens_per_second:8.1f} {r.cpu_seconds:7.1f} "
+              f"{r.bleu:6.2f}")
 
-    by_key = {(r.engine, r.compute_type, r.shortlist, r.beam_size, r.batch_size): r
-              for r in results}
-    print("\nnative / ctranslate2 (target tokens per wall second; 1.0 = as fast; "
-          "list: vocabulary shortlist):")
-    for (engine, compute_type, shortlist, beam, batch), native in by_key.items():
-        other = by_key.get(("ctranslate2", compute_type, shortlist, beam, batch))
+    by_key = {(r.engine, r.compute_type, r.beam_size, r.batch_size): r for r in results}
+    print("\nnative / ctranslate2 (target tokens per wall second; 1.0 = as fast):")
+    for (engine, compute_type, beam, batch), native in by_key.items():
+        other = by_key.get(("ctranslate2", compute_type, beam, batch))
         if engine != "native" or other is None:
             continue
         same = sum(a == b for a, b in zip(native.outputs, other.outputs, strict=True))
         # Tokens per CPU second: steadier than wall time when other processes share the CPU.
-        cpu_ratio = ratio(native.target_tokens / max(native.cpu_seconds, 1e-9),
-                          other.target_tokens / max(other.cpu_seconds, 1e-9))
-        print(f"  {compute_type:8s} list {'on ' if shortlist else 'off'} beam {beam} "
-              f"batch {batch:2d}: "
-              f"{ratio(native.tokens_per_second, other.tokens_per_second):5.2f}   "
+        cpu_ratio = ((native.target_tokens / native.cpu_seconds)
+                     / (other.target_tokens / other.cpu_seconds))
+        print(f"  {compute_type:8s} beam {beam} batch {batch:2d}: "
+              f"{native.tokens_per_second / other.tokens_per_second:5.2f}   "
               f"(by CPU time {cpu_ratio:4.2f}; identical outputs: {same}/{native.sentences})")
 
     print("\nint8 BLEU change (int8 - float32):")
-    for (engine, compute_type, shortlist, beam, batch), quantized in by_key.items():
-        full = by_key.get((engine, "float32", shortlist, beam, batch))
+    for (engine, compute_type, beam, batch), quantized in by_key.items():
+        full = by_key.get((engine, "float32", beam, batch))
         if compute_type == "int8" and full is not None and batch == max(r.batch_size
                                                                          for r in results):
-            print(f"  {engine:12s} list {'on ' if shortlist else 'off'} beam {beam}: "
-                  f"{quantized.bleu - full.bleu:+.2f}")
-
-    print("\nshortlist on / off (target tokens per wall second; BLEU change):")
-    for (engine, compute_type, shortlist, beam, batch), listed in by_key.items():
-        full = by_key.get((engine, compute_type, False, beam, batch))
-        if shortlist and full is not None:
-            print(f"  {engine:12s} {compute_type:8s} beam {beam} batch {batch:2d}: "
-                  f"{ratio(listed.tokens_per_second, full.tokens_per_second):5.2f}   "
-                  f"(BLEU {listed.bleu - full.bleu:+.2f})")
+            print(f"  {engine:12s} beam {beam}: {quantized.bleu - full.bleu:+.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,15 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compute-types", nargs="+", choices=COMPUTE_TYPES,
                         default=list(COMPUTE_TYPES))
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
-    parser.add_argument("--shortlist", choices=("both", "on", "off"), default="both",
-                        help="run with the model's vocabulary shortlist, without it, or both "
-                             "(default: both; off when the model has none)")
     args = parser.parse_args(argv)
-    shortlists = {"both": (False, True), "on": (True,), "off": (False,)}[args.shortlist]
-    if not (args.model / SHORTLIST).is_file():
-        if args.shortlist == "on":
-            parser.error(f"--shortlist on: {args.model} has no {SHORTLIST}")
-        shortlists = (False,)
 
     sources = read_lines(args.data_dir / TEST_SET.with_suffix(".hi"))[: args.sentences]
     references = read_lines(args.data_dir / TEST_SET.with_suffix(".en"))[: args.sentences]
@@ -213,17 +180,15 @@ def main(argv: list[str] | None = None) -> int:
         for engine in args.engines:
             with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
                 results += pool.submit(measure_engine, engine, args, ct2_dir, sources,
-                                       references, shortlists).result()
+                                       references).result()
     print()
     print_report(results)
     return 0
 
 
 def print_progress(result: Result) -> None:
-    listed = "on" if result.shortlist else "off"
-    print(f"  done: {result.engine} {result.compute_type} shortlist {listed} beam "
-          f"{result.beam_size} batch {result.batch_size}: {result.tokens_per_second:.1f} tok/s",
-          flush=True)
+    print(f"  done: {result.engine} {result.compute_type} beam {result.beam_size} batch "
+          f"{result.batch_size}: {result.tokens_per_second:.1f} tok/s", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from nmt.config import MAX_BEAM_SIZE
@@ -87,8 +85,6 @@ def _translate(args: argparse.Namespace) -> int:
         from nmt.quantize import quantize_translator
 
         quantize_translator(translator)
-    if args.no_shortlist:
-        translator.options = replace(translator.options, shortlist=False)
     gemm.set_threads(args.threads or None, quantized=args.int8)
     lines = [line.rstrip("\n") for line in sys.stdin]
     for start in range(0, len(lines), args.batch_lines):
@@ -96,29 +92,6 @@ def _translate(args: argparse.Namespace) -> int:
         for output in translate_lines(translator, chunk, beam_size=args.beam_size):
             print(output, flush=False)
     sys.stdout.flush()
-    return 0
-
-
-def _shortlist(args: argparse.Namespace) -> int:
-    from nmt.shortlist import SHORTLIST
-    from nmt.tokenizer import Tokenizer
-    from training.config import load_config
-    from training.prepare import load_training_texts
-    from training.shortlist import build_shortlist
-
-    model_dir = Path(args.model)
-    if not (model_dir / "tokenizer.model").is_file():
-        raise FileNotFoundError(f"model directory {model_dir} has no tokenizer.model")
-    tokenizer = Tokenizer.from_file(model_dir / "tokenizer.model")
-    config = load_config(Path(args.config), {})
-    hindi, english = load_training_texts(config, Path(args.data_dir))
-    shortlist = build_shortlist(tokenizer.encode_batch(hindi, normalize=False),
-                                tokenizer.encode_batch(english, normalize=False),
-                                tokenizer.vocab_size, per_source=args.per_source,
-                                frequent=args.frequent)
-    out = Path(args.out) if args.out else model_dir / SHORTLIST
-    shortlist.save(out, tokenizer)
-    print(out)
     return 0
 
 
@@ -146,15 +119,11 @@ def _export(args: argparse.Namespace) -> int:
     import torch
 
     from nmt.model_dir import load_model_dir, save_model_dir
-    from nmt.shortlist import SHORTLIST
 
     model, tokenizer, metadata = load_model_dir(Path(args.model))
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     save_model_dir(Path(args.out), model, Path(args.model) / "tokenizer.model", metadata,
                    dtype=dtype)
-    shortlist = Path(args.model) / SHORTLIST
-    if shortlist.is_file() and shortlist.resolve() != (Path(args.out) / SHORTLIST).resolve():
-        shutil.copyfile(shortlist, Path(args.out) / SHORTLIST)
     print(args.out)
     return 0
 
@@ -197,9 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="lines translated per batch")
     tra.add_argument("--int8", action="store_true",
                      help="quantize the linear layers to int8 (faster on CPU, see benchmarks/)")
-    tra.add_argument("--no-shortlist", action="store_true",
-                     help="score every target piece at each step, not only the model's "
-                          "vocabulary shortlist")
     tra.set_defaults(run=_translate)
 
     from training.evaluate import add_evaluate_arguments, run_evaluate
@@ -207,21 +173,6 @@ def build_parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("evaluate", help="BLEU, chrF2 and chrF++ with sacrebleu signatures")
     add_evaluate_arguments(ev)
     ev.set_defaults(run=run_evaluate)
-
-    sho = commands.add_parser("shortlist",
-                              help="build a model directory's vocabulary shortlist from the "
-                                   "training data of a config")
-    sho.add_argument("--model", required=True, help="model directory (its tokenizer is used)")
-    sho.add_argument("--config", required=True, help="experiment YAML file with the data sources")
-    sho.add_argument("--data-dir", required=True,
-                     help="folder the config's sources are relative to")
-    sho.add_argument("--per-source", type=positive_int, default=100,
-                     help="candidates kept per source piece (default: 100)")
-    sho.add_argument("--frequent", type=positive_int, default=1000,
-                     help="most frequent target pieces, candidates for every sentence "
-                          "(default: 1000)")
-    sho.add_argument("--out", help="output file (default: MODEL/shortlist.txt)")
-    sho.set_defaults(run=_shortlist)
 
     avg = commands.add_parser("average", help="average a run's last checkpoints into a model dir")
     avg.add_argument("--run-dir", required=True, help="run folder with checkpoints/ and model/")

@@ -4,9 +4,7 @@
 CTranslate2's Transformer layout (``model.bin``), the joint vocabulary, and next to them this
 project's ``tokenizer.model`` and ``metadata.json`` so that the folder alone can translate.
 `CT2Translator` is a `Translator` whose searches run in CTranslate2 instead of PyTorch; text
-normalization, placeholder protection and splitting of long inputs stay this project's. A model
-directory's vocabulary shortlist (`nmt.shortlist`) is exported as CTranslate2's vocabulary map,
-which `CT2Translator` uses under the same `SearchOptions.shortlist` switch.
+normalization, placeholder protection and splitting of long inputs stay this project's.
 
 CTranslate2 is an optional dependency (``pip install 'hindi-nmt[ct2]'``); this module imports
 it only when a function needs it.
@@ -29,7 +27,6 @@ from nmt.config import ModelConfig
 from nmt.model import Transformer
 from nmt.model_dir import METADATA, TOKENIZER, load_model_dir
 from nmt.search import max_output_lengths
-from nmt.shortlist import SHORTLIST
 from nmt.tokenizer import Tokenizer
 from nmt.translator import Hypothesis, SearchOptions, Translator
 
@@ -49,8 +46,6 @@ QUANTIZATIONS = ("int8", "int8_float32", "int16", "float16", "bfloat16")
 METADATA_KEY = "ctranslate2"
 # torch.nn.LayerNorm's default epsilon, which every layer norm of `Transformer` uses.
 LAYER_NORM_EPSILON = 1e-5
-# The file name CTranslate2 gives a registered vocabulary mapping.
-VOCABULARY_MAP = "vmap.txt"
 
 
 def _import_ctranslate2():
@@ -176,8 +171,6 @@ def export_ct2(model_dir: Path, out_dir: Path, *, quantization: str | None = Non
     model, tokenizer, metadata = load_model_dir(model_dir)
     spec = build_spec(model, tokenizer)
     spec.optimize(quantization=quantization)
-    if (model_dir / SHORTLIST).is_file():
-        spec.register_vocabulary_mapping(str(model_dir / SHORTLIST))  # saved as vmap.txt
     out_dir.mkdir(parents=True, exist_ok=True)
     spec.save(str(out_dir))
 
@@ -223,7 +216,6 @@ class CT2Translator(Translator):
         super().__init__(_NoModel(config.max_positions), tokenizer, metadata, model_dir)
         self.model_config = config
         self.ct2 = ct2_translator
-        self.has_vocabulary_map = (Path(model_dir) / VOCABULARY_MAP).is_file()
         self.pieces = [tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size)]
         self.piece_ids = {piece: i for i, piece in enumerate(self.pieces)}
 
@@ -275,7 +267,6 @@ class CT2Translator(Translator):
             max_decoding_length=max(1, max(limits) - 1),
             max_input_length=0,
             return_scores=True,
-            use_vmap=options.shortlist and self.has_vocabulary_map,
         )
 
         found = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -319,34 +318,6 @@ class Transformer(nn.Module):
             return logits.view(*states.shape[:-1], weight.size(1))
         # A module call, so that a quantized replacement of the projection (nmt.quantize) runs.
         return self.output_projection(states)
-
-    def restricted_logits(self, vocabulary: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-        """Return a function from decoder states (..., D) to the logits (..., V') of the target
-        ids `vocabulary` (V',) only, for search with a vocabulary shortlist (`nmt.shortlist`).
-
-        The columns of the output matrix are gathered once here, not at every step.
-        """
-        projection = self.output_projection
-        if projection is None or isinstance(projection, nn.Linear):
-            owner = self if projection is None else projection
-            weight = transposed_weight(owner, self.output_weight).index_select(1, vocabulary)
-            bias = None
-            if projection is not None and projection.bias is not None:
-                bias = projection.bias.index_select(0, vocabulary)
-
-            def project(states: torch.Tensor) -> torch.Tensor:
-                logits = gemm.linear(states.reshape(-1, states.size(-1)), weight, bias)  # (N, V')
-                return logits.view(*states.shape[:-1], weight.size(1))
-            return project
-        # An int8 projection (nmt.quantize): the same quantized rows in a smaller module.
-        quantized = projection.weight()  # (V, D), one scale for the whole tensor
-        rows = torch.quantize_per_tensor(quantized.dequantize().index_select(0, vocabulary),
-                                         quantized.q_scale(), quantized.q_zero_point(),
-                                         torch.qint8)
-        bias = projection.bias()
-        subset = type(projection)(self.config.d_model, vocabulary.numel(), dtype=torch.qint8)
-        subset.set_weight_bias(rows, None if bias is None else bias.index_select(0, vocabulary))
-        return subset
 
     def forward(self, source: torch.Tensor, target_input: torch.Tensor) -> torch.Tensor:
         """Return decoder states (B, T, D) for teacher forcing, zeros at padding; apply `logits`

@@ -36,36 +36,10 @@ def max_output_lengths(source_lengths: torch.Tensor, ratio: float, extra: int,
     return limit.clamp(min=1, max=upper)
 
 
-class _Vocabulary:
-    """The target ids a search scores: all V of them, or the V' ids of a shortlist.
-
-    Scores are indexed by column; `ids` maps columns to token ids and `columns` the reverse.
-    """
-
-    def __init__(self, model: Transformer, shortlist: torch.Tensor | None, eos_id: int) -> None:
-        self.ids = shortlist  # (V',) sorted token ids, or None for the whole vocabulary
-        self.columns = None  # (V,) column of each token id, -1 outside the shortlist
-        self.logits = model.logits
-        self.eos_column = eos_id
-        if shortlist is not None:
-            if not bool((shortlist == eos_id).any()):
-                raise ValueError("a vocabulary shortlist must contain the eos id")
-            size = model.config.vocab_size
-            self.columns = torch.full((size,), -1, dtype=torch.long, device=shortlist.device)
-            self.columns[shortlist] = torch.arange(shortlist.numel(), device=shortlist.device)
-            self.logits = model.restricted_logits(shortlist)
-            self.eos_column = int(self.columns[eos_id])
-
-    def token_ids(self, columns: torch.Tensor) -> torch.Tensor:
-        return columns if self.ids is None else self.ids[columns]
-
-
-def _ban_repeated_ngrams(prefixes: torch.Tensor, log_probs: torch.Tensor, size: int,
-                         columns: torch.Tensor | None = None) -> None:
+def _ban_repeated_ngrams(prefixes: torch.Tensor, log_probs: torch.Tensor, size: int) -> None:
     """Set to -inf, in place, each token that would repeat an n-gram of `size` already in a prefix.
 
-    prefixes: (N, L) token ids so far; log_probs: (N, V) scores of the next token, or (N, V') with
-    `columns` (V,) mapping token ids to columns (-1 for none).
+    prefixes: (N, L) token ids so far; log_probs: (N, V) scores of the next token.
     """
     if size <= 0 or prefixes.size(1) < size:
         return
@@ -74,11 +48,7 @@ def _ban_repeated_ngrams(prefixes: torch.Tensor, log_probs: torch.Tensor, size: 
     # An n-gram whose first size - 1 tokens equal the context bans its last token.
     repeats = (windows[:, :, :-1] == context[:, None, :]).all(dim=-1)  # (N, L - size + 1)
     rows, starts = repeats.nonzero(as_tuple=True)
-    banned = windows[rows, starts, -1]
-    if columns is not None:
-        banned = columns[banned]
-        rows, banned = rows[banned >= 0], banned[banned >= 0]
-    log_probs[rows, banned] = float("-inf")
+    log_probs[rows, windows[rows, starts, -1]] = float("-inf")
 
 
 @torch.inference_mode()
@@ -93,16 +63,13 @@ def greedy_search(
     alpha: float = 1.0,
     no_repeat_ngram_size: int = 0,
     max_length: int | None = None,
-    shortlist: torch.Tensor | None = None,
 ) -> list[Hypothesis]:
     """Translate source ids (B, S) by taking the most probable token at each step.
 
     A sentence leaves the batch once it has emitted eos, so the model only runs on live rows.
-    With `shortlist` (V',), sorted target ids that include eos, only those ids are scored.
     """
     batch = source.size(0)
     device = source.device
-    vocabulary = _Vocabulary(model, shortlist, eos_id)
     memory, source_mask = model.encode(source)
     cache = model.start_cache(memory, source_mask)
     max_lengths = max_output_lengths(source_mask.view(batch, -1).sum(-1), max_length_ratio,
@@ -116,16 +83,14 @@ def greedy_search(
     live = torch.arange(batch, device=device)  # sentences still decoding (b,)
     for step in range(steps):
         states, _ = model.decode(tokens[live, step:step + 1], cache)
-        step_scores = torch.log_softmax(vocabulary.logits(states[:, -1]).float(), dim=-1)  # (b, V)
-        _ban_repeated_ngrams(tokens[live, 1:step + 1], step_scores, no_repeat_ngram_size,
-                             vocabulary.columns)
+        step_scores = torch.log_softmax(model.logits(states[:, -1]).float(), dim=-1)  # (b, V)
+        _ban_repeated_ngrams(tokens[live, 1:step + 1], step_scores, no_repeat_ngram_size)
         at_limit = max_lengths[live] <= step + 1
         if at_limit.any():
             step_scores[at_limit] = float("-inf")
-            step_scores[at_limit, vocabulary.eos_column] = 0.0
+            step_scores[at_limit, eos_id] = 0.0
 
         best_score, best = step_scores.max(dim=-1)  # (b,)
-        best = vocabulary.token_ids(best)
         log_prob[live] += best_score
         tokens[live, step + 1] = best
         ended = best == eos_id
@@ -158,20 +123,17 @@ def beam_search(
     max_length_extra: int = 10,
     no_repeat_ngram_size: int = 0,
     max_length: int | None = None,
-    shortlist: torch.Tensor | None = None,
 ) -> list[list[Hypothesis]]:
     """Translate source ids (B, S) with beam search; return the `n_best` best hypotheses of each.
 
     All B × K beams are one tensor of rows; row b·K + k is beam k of sentence b. A sentence is
     finished once `beam_size` hypotheses have ended in eos, or at its maximum output length, and its
     rows then leave the batch. Scores are log-probabilities divided by the GNMT length penalty.
-    With `shortlist` (V',), sorted target ids that include eos, only those ids are scored.
     """
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), not {n_best}")
     batch, beam = source.size(0), beam_size
     device = source.device
-    vocabulary = _Vocabulary(model, shortlist, eos_id)
 
     memory, source_mask = model.encode(source)
     max_lengths = max_output_lengths(source_mask.view(batch, -1).sum(-1), max_length_ratio,
@@ -187,19 +149,18 @@ def beam_search(
     for step in range(int(max_lengths.max())):
         live = sentence_ids.numel()
         states, _ = model.decode(tokens[:, -1:], cache)
-        step_scores = torch.log_softmax(vocabulary.logits(states[:, -1]).float(),
-                                        dim=-1)  # (b·K, V)
+        step_scores = torch.log_softmax(model.logits(states[:, -1]).float(), dim=-1)  # (b·K, V)
         vocab = step_scores.size(-1)
-        _ban_repeated_ngrams(tokens[:, 1:], step_scores, no_repeat_ngram_size, vocabulary.columns)
+        _ban_repeated_ngrams(tokens[:, 1:], step_scores, no_repeat_ngram_size)
         at_limit = (max_lengths[sentence_ids] <= step + 1).repeat_interleave(beam)  # (b·K,)
         if at_limit.any():
             step_scores[at_limit] = float("-inf")
-            step_scores[at_limit, vocabulary.eos_column] = 0.0
+            step_scores[at_limit, eos_id] = 0.0
 
         total = (beam_scores.view(-1, 1) + step_scores).view(live, beam * vocab)  # (b, K·V)
         candidate_scores, candidates = total.topk(2 * beam, dim=1)  # (b, 2K), best first
         origin = candidates // vocab  # beam each candidate extends (b, 2K)
-        token = vocabulary.token_ids(candidates % vocab)
+        token = candidates % vocab
         is_eos = (token == eos_id) & (candidate_scores > float("-inf"))
 
         # Candidates ending in eos among the top K become finished hypotheses.

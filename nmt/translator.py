@@ -44,7 +44,6 @@ from nmt.quality import (
 )
 from nmt.search import beam_search, greedy_search, max_output_lengths
 from nmt.segment import split_to_fit
-from nmt.shortlist import SHORTLIST, Shortlist
 
 __all__ = ["Hypothesis", "SearchOptions", "Translation", "Translator"]
 
@@ -86,7 +85,6 @@ class SearchOptions:
     max_length_extra: int = 10
     no_repeat_ngram_size: int = 0
     max_batch_tokens: int = 8000  # source tokens × beam size in one search call
-    shortlist: bool = True  # score only the shortlist's candidates, if the model has one
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any]) -> SearchOptions:
@@ -112,10 +110,8 @@ class _Unit:
 class Translator:
     """Translate Hindi text with a model directory, batching inputs of similar length together."""
 
-    def __init__(self, model, tokenizer, metadata: dict[str, Any], model_dir: Path,
-                 shortlist: Shortlist | None = None) -> None:
+    def __init__(self, model, tokenizer, metadata: dict[str, Any], model_dir: Path) -> None:
         self.model = model
-        self.shortlist = shortlist
         self.tokenizer = tokenizer
         self.metadata = metadata
         self.model_dir = model_dir
@@ -135,10 +131,7 @@ class Translator:
         model, tokenizer, metadata = load_model_dir(model_dir, device)
         logger.info("loaded model %s (%d parameters)", model_dir,
                     sum(p.numel() for p in model.parameters()))
-        shortlist = None
-        if (model_dir / SHORTLIST).is_file():
-            shortlist = Shortlist.load(model_dir / SHORTLIST, tokenizer)
-        return cls(model, tokenizer, metadata, model_dir, shortlist)
+        return cls(model, tokenizer, metadata, model_dir)
 
     @property
     def device(self) -> torch.device:
@@ -242,8 +235,6 @@ class Translator:
                       max_length_ratio=options.max_length_ratio,
                       max_length_extra=options.max_length_extra,
                       no_repeat_ngram_size=options.no_repeat_ngram_size, max_length=max_length)
-        if options.shortlist and self.shortlist is not None:
-            common["shortlist"] = self.shortlist.candidates([u.ids for u in units]).to(self.device)
         if options.beam_size == 1:
             found = [[h] for h in greedy_search(self.model, source, **common)]
         else:

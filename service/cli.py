@@ -78,15 +78,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "for --engine native and CTranslate2's choice for --engine ctranslate2)",
     )
     parser.add_argument(
-        "--no-shortlist",
-        dest="shortlist",
-        action="store_const",
-        const=False,
-        default=None,
-        help="score every target piece at each step, not only the model's vocabulary shortlist "
-        "(default: NMT_SHORTLIST, else on when the model has one)",
-    )
-    parser.add_argument(
         "--log-level",
         dest="serve_log_level",  # `nmt --log-level` already uses the name log_level
         type=str.lower,
@@ -106,7 +97,6 @@ _SETTING_OPTIONS = {
     "compute_type": "--compute-type",
     "log_level": "--log-level",
     "torch_threads": "--threads",
-    "shortlist": "--no-shortlist",
 }
 
 
@@ -139,7 +129,6 @@ def run_serve(args: argparse.Namespace) -> int:
         "compute_type": args.compute_type,
         "log_level": args.serve_log_level,
         "torch_threads": args.threads,
-        "shortlist": args.shortlist,
     }
     overrides = {name: value for name, value in overrides.items() if value is not None}
     try:

@@ -11,7 +11,6 @@ import asyncio
 import enum
 import functools
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 from service import engines
@@ -38,12 +37,8 @@ def load_translator(settings: Settings) -> TranslatorLike:
     `nmt.gemm.set_threads`) and CTranslate2's intra-op threads for the ctranslate2 engine.
     """
     if settings.engine == engines.CTRANSLATE2:
-        translator = _load_ct2_translator(settings)
-    else:
-        translator = _load_native_translator(settings)
-    if not settings.shortlist:
-        translator.options = replace(translator.options, shortlist=False)
-    return translator
+        return _load_ct2_translator(settings)
+    return _load_native_translator(settings)
 
 
 def _load_native_translator(settings: Settings) -> TranslatorLike:

@@ -84,11 +84,6 @@ class Settings(BaseSettings):
         "CTranslate2's intra-op threads with engine ctranslate2; unset: one per core for the "
         "native engine, CTranslate2's choice for ctranslate2",
     )
-    shortlist: bool = Field(
-        True,
-        description="Score only the candidates of the model's vocabulary shortlist "
-        "(shortlist.txt) at each decoding step, if it has one; false scores every target piece",
-    )
     batching: bool = Field(True, description="Merge concurrent requests into shared batches")
     batch_window_ms: float = Field(
         5.0, ge=0, description="How long the batcher waits for another request after the latest"

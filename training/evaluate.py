@@ -21,7 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sacrebleu.metrics import BLEU, CHRF
@@ -162,7 +162,6 @@ def translate_with_model(
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str = "cpu",
     threads: int | None = None,
-    shortlist: bool = True,
 ) -> list[str]:
     """Translate `sources` with the model in `model_dir` using beam search, keeping input order.
 
@@ -176,7 +175,6 @@ def translate_with_model(
     from nmt.translator import Translator
 
     translator = Translator.load(model_dir, device=device)
-    translator.options = replace(translator.options, shortlist=shortlist)
     gemm.set_threads(threads)
 
     def translate_batch(batch: list[str]) -> list[str]:
@@ -271,7 +269,6 @@ _OPTION_SCOPE = {
     "beam_size": ("--beam-size", ("--model",)),
     "device": ("--device", ("--model",)),
     "threads": ("--threads", ("--model",)),
-    "shortlist": ("--no-shortlist", ("--model",)),
     "timeout": ("--timeout", ("--service",)),
 }
 
@@ -317,10 +314,6 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, metavar="N",
         help="inference threads for --model (default: one per core)",
-    )
-    parser.add_argument(
-        "--no-shortlist", dest="shortlist", action="store_const", const=False, default=None,
-        help="score every target piece at each step, not only the model's vocabulary shortlist",
     )
     parser.add_argument(
         "--timeout",
@@ -391,7 +384,6 @@ def _produce_hypotheses(args: argparse.Namespace, reference_count: int) -> list[
             batch_size=batch_size,
             device=_value_or(args.device, "cpu"),
             threads=args.threads,
-            shortlist=_value_or(args.shortlist, True),
         )
     else:
         hypotheses = translate_with_service(

@@ -14,7 +14,7 @@ from training.config import TrainConfig
 from training.data import load_parallel, prepare_training_data
 from training.tokenizer_training import train_tokenizer
 
-__all__ = ["PreparedData", "load_training_texts", "prepare_data"]
+__all__ = ["PreparedData", "prepare_data"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ def _side_files(data_dir: Path, name: str) -> list[Path]:
     return [data_dir / f"{name}.hi", data_dir / f"{name}.en"]
 
 
-def load_training_texts(config: TrainConfig, data_dir: Path) -> tuple[list[str], list[str]]:
-    """Load, clean, weight and protect the training data of `config`; return (Hindi, English)."""
+def prepare_data(config: TrainConfig, data_dir: Path, run_dir: Path) -> PreparedData:
+    """Load, clean, weight, protect and encode the training data; train the tokenizer if needed."""
     data_dir = Path(data_dir)
     exclude_files = [p for name in config.data.exclude for p in _side_files(data_dir, name)]
     missing = [str(p) for p in exclude_files if not p.is_file()]
@@ -50,13 +50,7 @@ def load_training_texts(config: TrainConfig, data_dir: Path) -> tuple[list[str],
     if config.data.placeholders:
         pairs = [protect_pair(h, e) for h, e in zip(hindi, english, strict=True)]
         hindi, english = [h for h, _ in pairs], [e for _, e in pairs]
-    return list(hindi), list(english)
 
-
-def prepare_data(config: TrainConfig, data_dir: Path, run_dir: Path) -> PreparedData:
-    """Load, clean, weight, protect and encode the training data; train the tokenizer if needed."""
-    data_dir = Path(data_dir)
-    hindi, english = load_training_texts(config, data_dir)
     tokenizer_path = _tokenizer_path(config, run_dir, hindi, english)
     tokenizer = Tokenizer.from_file(tokenizer_path)
     sources = tokenizer.encode_batch(hindi, normalize=False)
