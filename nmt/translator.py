@@ -156,7 +156,8 @@ class Translator:
 
         A text longer than the model's positions is split at clause or word boundaries and its
         pieces' translations are joined, so nothing is cut. Empty texts translate to "". Text
-        without Devanagari letters comes back normalized but untranslated.
+        without Devanagari letters comes back normalized but untranslated. `max_length` caps the
+        output of each piece at that many tokens, not counting eos.
         """
         options = self.options if beam_size is None else replace(self.options, beam_size=beam_size)
         if not 1 <= options.beam_size <= MAX_BEAM_SIZE:
@@ -165,13 +166,16 @@ class Translator:
         if not 1 <= n_best <= options.beam_size:
             raise ValueError(f"n_best must be between 1 and the beam size ({options.beam_size})")
 
+        # The search's length limit counts the eos token that ends an output.
+        limit = None if max_length is None else max_length + 1
+
         pieces: list[list[_Unit]] = [self._prepare(index, text) for index, text in enumerate(texts)]
         units = [unit for text_units in pieces for unit in text_units]
         searched = [unit for unit in units if unit.ids]
-        found = self._search(searched, options, n_best, max_length)
+        found = self._search(searched, options, n_best, limit)
         for unit, hypotheses in zip(searched, found, strict=True):
             unit.hypotheses = hypotheses
-        self._retry(searched, options, n_best, max_length)
+        self._retry(searched, options, n_best, limit)
         for unit in units:
             unit.hypotheses = _finished(unit)
         return [self._combine(text, text_units)

@@ -18,6 +18,7 @@ from safetensors import safe_open
 from nmt.model_dir import CONFIG, METADATA, TOKENIZER, WEIGHTS, load_model_dir, save_model_dir
 from nmt.normalize import normalize_input
 from nmt.protect import protect
+from nmt.search import beam_search
 from nmt.segment import split_to_fit
 from nmt.testing import TOY_PAIRS
 from nmt.translator import Translator
@@ -126,11 +127,25 @@ def test_n_best_above_beam_raises(translator: Translator) -> None:
         translator.translate(HINDI[:1], beam_size=2, n_best=3)
 
 
-def test_max_length_limits_output(translator: Translator) -> None:
-    # At most max_length - 1 tokens precede eos, and every word is at least one token.
-    translations = translator.translate(HINDI[:4], beam_size=2, max_length=3)
+@pytest.mark.parametrize("max_length", [1, 3])
+def test_max_length_limits_output(translator: Translator, max_length: int) -> None:
+    # max_length counts output tokens, not eos; every word is at least one token.
+    translations = translator.translate(HINDI[:4], beam_size=2, max_length=max_length)
     for translation in translations:
-        assert len(translation.text.split()) <= 2
+        tokens = translator.tokenizer.encode(translation.text, normalize=False)
+        assert len(translation.text.split()) <= len(tokens) <= max_length
+
+
+def test_max_length_does_not_count_eos(translator: Translator, monkeypatch) -> None:
+    limits = []
+
+    def spy(*args, **kwargs):
+        limits.append(kwargs["max_length"])
+        return beam_search(*args, **kwargs)
+
+    monkeypatch.setattr("nmt.translator.beam_search", spy)
+    translator.translate(HINDI[:1], beam_size=2, max_length=1)
+    assert limits and set(limits) == {2}  # one token, then eos
 
 
 def test_metadata_search_defaults(translator: Translator) -> None:
