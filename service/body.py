@@ -29,6 +29,8 @@ JSON_TYPE = "application/json"
 URLENCODED_TYPE = "application/x-www-form-urlencoded"
 MULTIPART_TYPE = "multipart/form-data"
 SUPPORTED_TYPES = (JSON_TYPE, URLENCODED_TYPE, MULTIPART_TYPE)
+# Digits of the longest JSON integer accepted: far above any limit, far below int()'s 4300.
+MAX_JSON_INTEGER_DIGITS = 100
 
 # Form fields that become a list when repeated (`q=a&q=b`) or, for `texts`, always.
 _LIST_FIELDS = ("q", "texts")
@@ -84,16 +86,29 @@ def _decode_json(body: bytes) -> dict[str, Any]:
     if not text.strip():
         raise APIError(400, 'request body is empty; send a JSON object such as {"text": "..."}')
     try:
-        data = json.loads(text, object_pairs_hook=_reject_repeated_keys)
+        data = json.loads(text, object_pairs_hook=_reject_repeated_keys, parse_int=_parse_int)
     except json.JSONDecodeError as error:
         raise APIError(
             400,
             f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}",
         ) from error
+    except RecursionError as error:  # json.loads recurses once per level of nesting
+        raise APIError(400, "malformed JSON: arrays or objects are nested too deeply") from error
     if not isinstance(data, dict):
         message = f"must be a JSON object, got {_json_type_name(data)}"
         raise _field_error("body", message, f"request body {message}")
     return data
+
+
+def _parse_int(digits: str) -> int:
+    """Parse a JSON integer, rejecting one too long to be any field's value.
+
+    Without this check, Python's int() raises a plain ValueError above 4300 digits.
+    """
+    if len(digits.lstrip("-")) > MAX_JSON_INTEGER_DIGITS:
+        raise APIError(400, f"malformed JSON: an integer has {len(digits.lstrip('-'))} digits, "
+                            f"more than the {MAX_JSON_INTEGER_DIGITS} accepted")
+    return int(digits)
 
 
 def _reject_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -132,12 +147,19 @@ def _decode_urlencoded(body: bytes) -> list[tuple[str, str]]:
     # and reject invalid UTF-8 in either.
     text = _decode_utf8(body, "request body")
     try:
-        return parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
-    except UnicodeDecodeError as error:
-        message = f"form field is not valid UTF-8 after percent-decoding: {error}"
-        raise APIError(400, message) from error
+        # surrogateescape keeps each invalid byte as a lone surrogate, found below by field.
+        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8",
+                          errors="surrogateescape")
     except ValueError as error:
         raise APIError(400, f"malformed form body: {error}") from error
+    for name, value in pairs:
+        for part, data in (("name", name), ("value", value)):
+            invalid = next((c for c in data if "\udc80" <= c <= "\udcff"), None)
+            if invalid is not None:
+                field = truncate(name.encode("utf-8", "replace").decode("utf-8"))
+                raise APIError(400, f"form field {field}: its {part} is not valid UTF-8 after "
+                                    f"percent-decoding (byte 0x{ord(invalid) - 0xDC00:02x})")
+    return pairs
 
 
 def _decode_multipart(body: bytes, boundary: bytes | None) -> list[tuple[str, str]]:

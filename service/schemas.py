@@ -213,6 +213,9 @@ class LimitsResponse(BaseModel):
     max_beam_size: int = Field(description="Maximum beam_size a request may set")
     max_alternatives: int = Field(description="Maximum alternatives a request may ask for")
     max_output_tokens: int = Field(description="Maximum max_length a request may set, in tokens")
+    max_pending_sentences: int = Field(
+        description="Maximum sentences waiting for translation; a request with more gets 422"
+    )
     decoder_layers: int | None = Field(
         None,
         description="Decoder layers of the loaded model, the range of attention_layer; null while "

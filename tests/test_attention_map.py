@@ -200,6 +200,7 @@ def test_limits_without_model_weights(service_client: TestClient, service_settin
 
     assert body["max_text_chars"] == service_settings.max_text_chars
     assert body["max_beam_size"] == service_settings.max_beam_size
+    assert body["max_pending_sentences"] == service_settings.max_pending_sentences
     assert body["decoder_layers"] is None
 
 

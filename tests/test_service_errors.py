@@ -93,7 +93,16 @@ RAW_BODIES = [
     ("application/json", b"", 400, "request body is empty"),
     ("application/json", b'{"text": "\xff\xfe"}', 400, "not valid UTF-8: byte 0xff at offset 10"),
     ("application/x-www-form-urlencoded", b"q=\xff", 400, "not valid UTF-8"),
-    ("application/x-www-form-urlencoded", b"q=%FF%FE", 400, "not valid UTF-8"),
+    ("application/x-www-form-urlencoded", b"q=%FF%FE", 400,
+     "form field q: its value is not valid UTF-8 after percent-decoding (byte 0xff)"),
+    ("application/x-www-form-urlencoded", b"%FF=1", 400, "its name is not valid UTF-8"),
+    # Nesting deeper than json.loads can recurse, and integers longer than int() parses.
+    ("application/json", b'{"text": "a", "x": ' + b"[" * 2000 + b"]" * 2000 + b"}", 400,
+     "nested too deeply"),
+    ("application/json", b'{"text": "a", "beam_size": 1' + b"0" * 200 + b"}", 400,
+     "an integer has 201 digits, more than the 100 accepted"),
+    ("application/json", b'{"text": "a", "beam_size": -1' + b"0" * 100 + b"}", 400,
+     "101 digits"),
     # A UTF-16 surrogate encoded as if it were a character is not valid UTF-8.
     ("application/x-www-form-urlencoded", b"q=%ED%A0%80", 400, "not valid UTF-8"),
     ("application/x-www-form-urlencoded", b"q=\xed\xa0\x80", 400, "not valid UTF-8"),
@@ -364,6 +373,16 @@ def test_api_keys(service_settings, fake_translator, headers, extra, status) -> 
         if status != 200:
             assert "API key" in response.json()["error"]
         assert client.get("/health").status_code == 200
+
+
+def test_api_key_wrong_type_422(service_settings, fake_translator) -> None:
+    service_settings.api_keys = "secret-1"
+    with TestClient(create_app(service_settings, fake_translator)) as client:
+        response = client.post("/translate", json={"q": "क", "api_key": 5})
+    assert response.status_code == 422
+    assert response.json()["error"] == "api_key: Input should be a valid string, got 5"
+    assert response.json()["details"] == [
+        {"field": "api_key", "message": "Input should be a valid string, got 5"}]
 
 
 def test_api_key_with_surrogate_403(service_settings, fake_translator) -> None:

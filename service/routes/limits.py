@@ -29,5 +29,6 @@ async def limits(
         max_beam_size=settings.max_beam_size,
         max_alternatives=settings.max_alternatives,
         max_output_tokens=settings.max_output_tokens,
+        max_pending_sentences=settings.max_pending_sentences,
         decoder_layers=decoder_layers,
     )
