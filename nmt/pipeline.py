@@ -59,7 +59,8 @@ def assemble(item: Segmented, translations: Sequence[Any], n_best: int = 1) -> T
     """Join one text's sentence translations (`Translation` objects) back into its layout.
 
     With n_best > 1, the k-th alternative of a text joins the k-th hypothesis of each of its
-    sentences, or the sentence's last hypothesis when it has fewer.
+    sentences, or the sentence's last hypothesis when it has fewer. An alternative whose text
+    equals the best one or an earlier alternative is left out.
     """
     layout = Segmented(item.sentences, tuple(ascii_digits(literal) for literal in item.literals))
     flags = _text_flags(item, translations)
@@ -75,7 +76,10 @@ def assemble(item: Segmented, translations: Sequence[Any], n_best: int = 1) -> T
     alternative_scores = []
     for rank in range(1, min(n_best, available)):
         chosen = [hyps[min(rank, len(hyps) - 1)] for hyps in hypotheses]
-        alternatives.append(layout.join([hypothesis.text for hypothesis in chosen]))
+        text = layout.join([hypothesis.text for hypothesis in chosen])
+        if text == best or text in alternatives:
+            continue
+        alternatives.append(text)
         alternative_scores.append(sum(hypothesis.score for hypothesis in chosen) / len(chosen))
 
     sentences = [

@@ -222,7 +222,7 @@ class Translator:
                         logger.error("the search returned no hypothesis for a piece of %d tokens",
                                      len(unit.ids))
                         hypotheses = [Hypothesis("", 0.0)]
-                    results[index] = self._check(unit, hypotheses, options, max_length)
+                    results[index] = self._check(unit, _distinct(hypotheses), options, max_length)
                 batch = []
         return results
 
@@ -331,6 +331,19 @@ def _split_spans(text: str) -> list[str]:
         spans = find_spans(text)
     pieces.append(text)
     return [piece for piece in pieces if piece]
+
+
+def _distinct(hypotheses: list[Hypothesis]) -> list[Hypothesis]:
+    """Keep the best-scoring hypothesis of each output text.
+
+    Different token sequences can give one text, for example when they differ only in dropped
+    unknown pieces or in where a protected span is restored.
+    """
+    best: dict[str, Hypothesis] = {}
+    for hypothesis in hypotheses:
+        if hypothesis.text not in best or hypothesis.score > best[hypothesis.text].score:
+            best[hypothesis.text] = hypothesis
+    return sorted(best.values(), key=lambda hypothesis: hypothesis.score, reverse=True)
 
 
 def _needs_retry(best: Hypothesis, max_length: int | None) -> bool:

@@ -102,9 +102,11 @@ def test_ct2_translator_beam_n_best(tiny_dir, tmp_path):
     results = converted.translate([TOY_PAIRS[0][0], TOY_PAIRS[1][0]], beam_size=2, n_best=2)
     assert len(results) == 2
     for result in results:
-        assert len(result.alternatives) == 2
+        texts = [hypothesis.text for hypothesis in result.alternatives]
+        assert 1 <= len(texts) <= 2
+        assert len(set(texts)) == len(texts)  # hypotheses with one text are merged
         assert result.alternatives[0].text == result.text
-        assert result.alternatives[0].score >= result.alternatives[1].score
+        assert result.alternatives[0].score == max(h.score for h in result.alternatives)
 
 
 def test_export_int8_loads(tiny_dir, tmp_path):

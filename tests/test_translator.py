@@ -21,7 +21,7 @@ from nmt.protect import protect
 from nmt.search import beam_search
 from nmt.segment import split_to_fit
 from nmt.testing import TOY_PAIRS
-from nmt.translator import Translator
+from nmt.translator import Hypothesis, Translator, _distinct
 
 HINDI = [hindi for hindi, _ in TOY_PAIRS]
 
@@ -116,10 +116,17 @@ def test_n_best_alternatives(translator: Translator) -> None:
     translations = translator.translate(HINDI[:3], beam_size=4, n_best=3)
     for translation in translations:
         scores = [h.score for h in translation.alternatives]
-        assert len(translation.alternatives) == 3
+        texts = [h.text for h in translation.alternatives]
+        assert 1 <= len(translation.alternatives) <= 3
+        assert len(set(texts)) == len(texts)  # hypotheses with one text are merged
         assert translation.alternatives[0].text == translation.text
         assert translation.alternatives[0].score == translation.score
         assert scores == sorted(scores, reverse=True)
+
+
+def test_distinct_keeps_best_of_each_text() -> None:
+    hypotheses = [Hypothesis("a", -1.0), Hypothesis("b", -2.0), Hypothesis("a", -0.5)]
+    assert _distinct(hypotheses) == [Hypothesis("a", -0.5), Hypothesis("b", -2.0)]
 
 
 def test_n_best_above_beam_raises(translator: Translator) -> None:
@@ -288,3 +295,21 @@ def test_load_rejects_vocabulary_mismatch(tiny_model_dir: Path, tmp_path: Path) 
     )
     with pytest.raises(ValueError, match="pieces"):
         Translator.load(model_dir)
+
+
+def test_assemble_skips_duplicate_alternatives() -> None:
+    from nmt.pipeline import assemble, segment_texts
+    from nmt.translator import Translation
+
+    (item,) = segment_texts(["राम आया। श्याम गया।"])
+    assert len(item.sentences) == 2
+    first = Translation("Ram came.", -1.0, [Hypothesis("Ram came.", -1.0),
+                                            Hypothesis("Ram arrived.", -2.0)])
+    # The second sentence's alternative repeats its best text; joined, it repeats the best.
+    second = Translation("Shyam went.", -1.0, [Hypothesis("Shyam went.", -1.0),
+                                               Hypothesis("Shyam went.", -3.0),
+                                               Hypothesis("Shyam left.", -4.0)])
+    result = assemble(item, [first, second], n_best=3)
+    assert result.translation == "Ram came. Shyam went."
+    assert result.alternatives == ["Ram arrived. Shyam went.", "Ram arrived. Shyam left."]
+    assert len(result.alternative_scores) == 2
