@@ -75,18 +75,31 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_input_lines(stream) -> list[str]:
+    """Read UTF-8 lines from a binary stream, without their "\n"; raise ValueError naming the
+    first line that is not valid UTF-8."""
+    lines = []
+    for number, raw in enumerate(stream, start=1):
+        try:
+            lines.append(raw.decode("utf-8").removesuffix("\n"))
+        except UnicodeDecodeError as error:
+            raise ValueError(f"input line {number} is not valid UTF-8: byte "
+                             f"0x{raw[error.start]:02x} at offset {error.start}") from error
+    return lines
+
+
 def _translate(args: argparse.Namespace) -> int:
     from nmt import gemm
     from nmt.pipeline import translate_lines
     from nmt.translator import Translator
 
+    lines = read_input_lines(sys.stdin.buffer)
     translator = Translator.load(args.model)
     if args.int8:
         from nmt.quantize import quantize_translator
 
         quantize_translator(translator)
     gemm.set_threads(args.threads or None, quantized=args.int8)
-    lines = [line.rstrip("\n") for line in sys.stdin]
     for start in range(0, len(lines), args.batch_lines):
         chunk = lines[start:start + args.batch_lines]
         for output in translate_lines(translator, chunk, beam_size=args.beam_size):

@@ -56,6 +56,8 @@ def load_model_dir(model_dir: Path, device: str = "cpu"
                    ) -> tuple[Transformer, Tokenizer, dict[str, Any]]:
     """Load the model (in fp32, eval mode), tokenizer and metadata of a model directory."""
     model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"model directory {model_dir} does not exist")
     missing = [name for name in (WEIGHTS, CONFIG, TOKENIZER) if not (model_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(f"model directory {model_dir} is missing {', '.join(missing)}")

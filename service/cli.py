@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,11 @@ def run_serve(args: argparse.Namespace) -> int:
         logger.error("%s", problem)
         return EXIT_USAGE
 
+    problem = _port_unavailable_reason(settings.host, settings.port)
+    if problem:
+        logger.error("%s", problem)
+        return EXIT_USAGE
+
     import uvicorn
 
     # uvicorn applies this logging configuration itself, in every worker process.
@@ -195,6 +201,27 @@ def run_serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     return 0
+
+
+def _port_unavailable_reason(host: str, port: int) -> str | None:
+    """Return why the server could not listen on host:port, or None when a test bind works.
+
+    NOTE: another process can still take the port between this check and uvicorn's bind;
+    uvicorn then reports the error itself and exits with status 3.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        return f"cannot listen on {host}:{port}: {error.strerror}"
+    family, kind, protocol, _, address = infos[0]
+    with socket.socket(family, kind, protocol) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as error:
+            return (f"cannot listen on {host}:{port}: {error.strerror}; stop the process "
+                    f"that uses the port or choose another with --port or NMT_PORT")
+    return None
 
 
 def _check_model_dir(model_dir: Path, engine: str) -> str | None:

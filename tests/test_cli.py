@@ -29,8 +29,12 @@ LINES = [
 ]
 
 
-def run_translate(monkeypatch, capsys, model_dir: Path, lines: list[str], *options: str):
-    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(f"{line}\n" for line in lines)))
+def run_translate(monkeypatch, capsys, model_dir: Path, lines: list[str], *options: str,
+                  data: bytes | None = None):
+    """Run `nmt translate` on `lines`, or on the raw bytes `data`, as stdin."""
+    if data is None:
+        data = "".join(f"{line}\n" for line in lines).encode("utf-8")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
     status = main(["translate", "--model", str(model_dir), *options])
     return status, capsys.readouterr()
 
@@ -60,6 +64,14 @@ def test_translate_matches_translator(monkeypatch, capsys, tiny_model_dir: Path)
 def test_translate_empty_stdin(monkeypatch, capsys, tiny_model_dir: Path) -> None:
     status, captured = run_translate(monkeypatch, capsys, tiny_model_dir, [])
     assert status == 0
+    assert captured.out == ""
+
+
+def test_translate_invalid_utf8_exits_2(monkeypatch, capsys, tiny_model_dir: Path) -> None:
+    data = "नमस्ते\n".encode() + b"abc \xff\xfe\n"
+    status, captured = run_translate(monkeypatch, capsys, tiny_model_dir, [], data=data)
+    assert status == 2
+    assert "input line 2 is not valid UTF-8: byte 0xff at offset 4" in captured.err
     assert captured.out == ""
 
 

@@ -204,8 +204,15 @@ def test_evaluate_missing_model_names_it(tmp_path, hyp_ref, fixtures_dir, capsys
 
     assert status == 2
     error = capsys.readouterr().err
-    assert str(missing) in error
+    assert f"model directory {missing} does not exist" in error
     assert "None" not in error
+
+
+def test_evaluate_directory_as_file_exits_2(tmp_path, hyp_ref, capsys):
+    status = run_evaluate(parse_evaluate_args(["--hyp", str(tmp_path), "--ref", str(hyp_ref[1])]))
+
+    assert status == 2
+    assert f"{tmp_path} is a directory; pass a text file" in capsys.readouterr().err
 
 
 def test_evaluate_non_utf8_file_names_it(tmp_path, hyp_ref, capsys):

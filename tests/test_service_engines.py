@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -391,3 +392,17 @@ def test_serve_missing_cuda_index_exit_2(tiny_model_dir: Path, monkeypatch, capl
     assert run_serve(args) == EXIT_USAGE
     assert "torch finds 1 CUDA device(s), so index 3 does not exist" in caplog.text
     assert started == []
+
+
+def test_serve_port_in_use_exit_2(scrambled_dir: Path, monkeypatch, caplog) -> None:
+    started = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: started.append(app))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        args = _serve_args("--model", str(scrambled_dir), "--host", "127.0.0.1",
+                           "--port", str(port))
+        assert run_serve(args) == EXIT_USAGE
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in caplog.text
+    assert not started

@@ -117,6 +117,8 @@ def read_lines(path: str | Path) -> list[str]:
     Only "\\n" (or "\\r\\n") ends a line. `str.splitlines` also breaks on U+0085 and U+2028,
     which occur inside real segments and would misalign parallel files.
     """
+    if Path(path).is_dir():
+        raise ValueError(f"{path} is a directory; pass a text file with one segment per line")
     try:
         lines = Path(path).read_text(encoding="utf-8").split("\n")
     except UnicodeDecodeError as error:
