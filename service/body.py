@@ -103,7 +103,8 @@ def _decode_json(body: bytes) -> dict[str, Any]:
 def _parse_int(digits: str) -> int:
     """Parse a JSON integer, rejecting one too long to be any field's value.
 
-    Without this check, Python's int() raises a plain ValueError above 4300 digits.
+    Without this check, int() raises a plain ValueError above 4300 digits (the default
+    sys.get_int_max_str_digits() of Python 3.11 and later).
     """
     if len(digits.lstrip("-")) > MAX_JSON_INTEGER_DIGITS:
         raise APIError(400, f"malformed JSON: an integer has {len(digits.lstrip('-'))} digits, "
