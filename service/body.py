@@ -54,11 +54,10 @@ async def read_body(request: Request) -> RequestBody:
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     media_type = content_type.decode("latin-1").lower()
     if media_type not in SUPPORTED_TYPES:
-        received = media_type or "none"
-        raise APIError(
-            415,
-            f"unsupported content type {received}; send {', '.join(SUPPORTED_TYPES)}",
-        )
+        problem = "missing Content-Type header"
+        if media_type:
+            problem = f"unsupported content type {media_type}"
+        raise APIError(415, f"{problem}; send {', '.join(SUPPORTED_TYPES)}")
 
     # The request-context middleware rejects bodies over the size limit while streaming.
     body = await request.body()

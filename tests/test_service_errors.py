@@ -108,7 +108,7 @@ RAW_BODIES = [
     ("application/x-www-form-urlencoded", b"q=\xed\xa0\x80", 400, "not valid UTF-8"),
     ("application/x-www-form-urlencoded", b"q=a&source=hi&source=en", 422, "more than once"),
     ("text/plain", b"text", 415, "unsupported content type text/plain"),
-    ("", b'{"text": "ok"}', 415, "unsupported content type none"),
+    ("", b'{"text": "ok"}', 415, "missing Content-Type header; send application/json"),
     ("multipart/form-data", b"--x\r\n", 400, "missing its boundary"),
     (
         "multipart/form-data; boundary=xyz",
