@@ -82,7 +82,12 @@ class Scores:
         )
 
     def to_dict(self) -> dict[str, float | str | int]:
-        return asdict(self)
+        """Return the fields for JSON, scores rounded to 4 decimals to drop floating-point noise
+        such as 100.00000000000004."""
+        values = asdict(self)
+        for name in ("bleu", "chrf2", "chrfpp"):
+            values[name] = round(values[name], 4)
+        return values
 
 
 def score_corpus(hypotheses: list[str], references: list[str]) -> Scores:
