@@ -1,29 +1,29 @@
-"""Matrix products for inference, on the faster of two CPU BLAS libraries.
+"""Matrix products for inference, on the fastest of three CPU backends.
 
-torch's CPU builds multiply fp32 matrices with Intel MKL, which is slow on AMD CPUs. On one thread
-of a 2-core AMD EPYC with AVX2 (torch 2.13, MKL 2024.2), the OpenBLAS that NumPy bundles ran the
-shapes of a decoding step 1.2-2× as fast. For example, the 128 × 256 by 256 × 8000 output
-projection of a beam-4, 32-sentence step took 7.7 ms against 13.9 ms. On one thread, beam search
-over 96 iitb-test sentences ran at 379-403 target tokens/s with OpenBLAS (two runs) against 328
-with MKL.
+The products of a decoding step have few rows (the beams of the sentences still searching) and
+fixed weights. Three backends multiply them:
 
-The two libraries never run thread pools at the same time, because with both on 2 threads the same
-search ran 10 times slower than on one. `set_threads(n)` therefore gives the products to OpenBLAS
-on n threads and runs torch's other operations (attention, softmax, layer norm) on one. On 2
-cores of an AMD EPYC with AVX-512, beam 4 then ran at 353 target tokens/s at batch 1 and 1057
-at batch 32, against 268 and 827 with torch alone on 2 threads (benchmarks/translation_speed.py,
-100 sentences). A quantized (int8) model keeps torch on n threads, as its products are torch's own.
-NOTE: that split was measured on AVX-512 only. On an AVX2-only EPYC, an earlier run (with
-CTranslate2 in the same process) found OpenBLAS slower on 2 threads than on one.
+- `onednn`: torch's oneDNN kernels on a copy of each weight packed once into oneDNN's blocked
+  layout (`torch.ops.mkldnn._reorder_linear_weight` and `_linear_pointwise`, the operators that
+  torch's Inductor uses for frozen CPU linears), so no call re-packs the weight. On one AVX-512
+  core of an AMD EPYC (torch 2.13), a 16 × 256 by 256 × 8000 product took 629 µs, against
+  958 µs with NumPy's OpenBLAS and 1084 µs with torch's MKL. But each oneDNN call costs some
+  15-25 µs more, so after `set_threads` the small products that `_small` selects run on one
+  OpenBLAS thread instead.
+- `openblas`: NumPy's matrix product (OpenBLAS) on a transposed copy of each weight, for fp32
+  CPU tensors in inference, while torch runs on one thread. torch's CPU builds multiply fp32
+  matrices with Intel MKL, which is slow on AMD CPUs: on one thread of an AVX2 AMD EPYC,
+  OpenBLAS ran the shapes of a decoding step 1.2-2× as fast. The two libraries never run thread
+  pools at the same time, because with both on 2 threads a search ran 10 times slower than on
+  one. `set_threads(n)` therefore gives the products to OpenBLAS on n threads and runs torch's
+  other operations (attention, softmax, layer norm) on one.
+- `torch`: torch's own matrix product on a transposed copy of each weight.
 
-The backend is chosen once per process from NMT_GEMM:
-- `auto` (default): `openblas` when the CPU is not Intel's and NumPy's BLAS is OpenBLAS,
-  else `torch`;
-- `torch`: torch's own matrix product everywhere;
-- `openblas`: NumPy's matrix product for fp32 CPU tensors in inference, while torch runs on one
-  thread.
+The backend is chosen once per process from NMT_GEMM: `auto` (default) takes `onednn` where
+torch has it, else `openblas` when the CPU is not Intel's and NumPy's BLAS is OpenBLAS, else
+`torch`. NOTE: `onednn` was measured against the others on an AVX-512 AMD EPYC only.
 
-Training and autograd always use torch. The two backends round differently, so a beam search can
+Training and autograd always use torch. The backends round differently, so a beam search can
 pick a different hypothesis where two scores nearly tie.
 """
 
@@ -35,37 +35,62 @@ import os
 from pathlib import Path
 
 import torch
+from torch import nn
 
-__all__ = ["BACKENDS", "backend", "linear", "set_threads"]
+__all__ = ["BACKENDS", "backend", "forget_weights", "linear", "prepared_weight", "set_threads"]
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "openblas")
+BACKENDS = ("auto", "torch", "openblas", "onednn")
 _DEFAULT_THREADS = torch.get_num_threads()  # before any call below changes it
+_CACHE_ATTRIBUTE = "_gemm_weights"
+# The batch size oneDNN chooses its weight layout for: the rows of a beam-4 step of 8 sentences.
+# In a beam search over 100 sentences, 32 gave faster search than 1 or 128.
+_ONEDNN_BATCH_HINT = 32
+# With `onednn`, the products that `_small` selects run on one OpenBLAS thread instead, once
+# `set_threads` has limited OpenBLAS to that thread.
+_SMALL_MULTIPLY_ADDS = 600_000
+_SMALL_WEIGHT = 256 * 256
+_SMALL_WEIGHT_ROWS = 32
+_small_products_on_openblas = False
 
 
 @functools.cache
 def backend() -> str:
-    """Return the backend in use, `torch` or `openblas`, as NMT_GEMM chooses it (see above)."""
+    """Return the backend in use, `onednn`, `openblas` or `torch`, as NMT_GEMM chooses it."""
     choice = os.environ.get("NMT_GEMM", "auto").strip().lower() or "auto"
     if choice not in BACKENDS:
         raise ValueError(f"NMT_GEMM must be one of {', '.join(BACKENDS)}, not {choice!r}")
     if choice == "auto":
-        choice = "openblas" if not _intel_cpu() and _numpy_blas() == "openblas" else "torch"
+        if _onednn_available():
+            choice = "onednn"
+        elif not _intel_cpu() and _numpy_blas() == "openblas":
+            choice = "openblas"
+        else:
+            choice = "torch"
     elif choice == "openblas" and _numpy_blas() != "openblas":
         raise ValueError(f"NMT_GEMM=openblas, but NumPy's BLAS is {_numpy_blas() or 'unknown'}")
+    elif choice == "onednn" and not _onednn_available():
+        raise ValueError("NMT_GEMM=onednn, but this torch build has no oneDNN packed linear")
     return choice
 
 
 def set_threads(threads: int | None = None, *, quantized: bool = False) -> None:
-    """Run inference on `threads` threads (None: torch's default count), as explained above.
+    """Run inference on `threads` threads (None: torch's default count).
 
-    Pass `quantized=True` for a model whose linear layers are torch's int8 ones, which run on
-    torch's threads.
+    With `openblas`, the products get the threads and torch keeps one, as explained above; with
+    the other backends torch gets them all. Pass `quantized=True` for a model whose linear layers
+    are torch's int8 ones, which run on torch's threads.
     """
+    global _small_products_on_openblas
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     threads = threads or _DEFAULT_THREADS
+    if backend() == "onednn" and _numpy_blas() == "openblas":
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
+        _small_products_on_openblas = True
     if backend() == "openblas" and not quantized:
         from threadpoolctl import threadpool_limits
 
@@ -75,18 +100,82 @@ def set_threads(threads: int | None = None, *, quantized: bool = False) -> None:
                     "on 1 torch thread", threads)
     else:
         torch.set_num_threads(threads)
-        logger.info("inference: torch on %d thread(s)", threads)
+        logger.info("inference: torch on %d thread(s), matrix products on %s", threads,
+                    "torch (int8)" if quantized else backend())
 
 
-def linear(rows: torch.Tensor, weight_t: torch.Tensor,
+def linear(rows: torch.Tensor, owner: nn.Module, weight: torch.Tensor,
            bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Return rows @ weight_t (+ bias): rows (N, in), weight_t (in, out), bias (out,)."""
-    if (rows.device.type == "cpu" and rows.dtype == torch.float32
-            and weight_t.dtype == torch.float32 and not torch.is_grad_enabled()
-            and torch.get_num_threads() == 1 and backend() == "openblas"):
+    """Return rows @ weightᵀ (+ bias) for rows (N, in), weight (out, in) and bias (out,).
+
+    The backend's copy of `weight` (packed for oneDNN, else transposed to (in, out)) is cached
+    on `owner`, see `prepared_weight`.
+    """
+    choice = backend()
+    native = (rows.device.type == "cpu" and rows.dtype == torch.float32
+              and weight.dtype == torch.float32 and not torch.is_grad_enabled())
+    if choice == "onednn" and native and not (_small_products_on_openblas and _small(rows, weight)):
+        packed = prepared_weight(owner, weight, "onednn")
+        return torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
+    weight_t = prepared_weight(owner, weight, "transposed")  # (in, out)
+    on_openblas = (choice == "openblas" and torch.get_num_threads() == 1) or choice == "onednn"
+    if native and on_openblas:
         out = torch.from_numpy(rows.numpy() @ weight_t.numpy())  # (N, out)
         return out if bias is None else out.add_(bias)
     return rows @ weight_t if bias is None else torch.addmm(bias, rows, weight_t)
+
+
+def _small(rows: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Check whether one OpenBLAS thread beats oneDNN on 2 threads for this product.
+
+    Measured on an AVX-512 AMD EPYC (torch 2.13). OpenBLAS won below about 600k multiply-adds
+    (1 × 256 by 256 × 1024: 14 against 24 µs), and for 256 × 256 weights below 32 rows (16 rows:
+    27 against 59 µs). oneDNN won from 4 × 256 by 256 × 1024 on (37 against 74 µs). One row
+    goes to OpenBLAS too: greedy search of one sentence at a time ran at 610 target tokens/s
+    that way and at 533 with the 1 × 256 by 256 × 8000 output product on oneDNN.
+    """
+    multiply_adds = rows.size(0) * weight.numel()
+    return (rows.size(0) == 1 or multiply_adds < _SMALL_MULTIPLY_ADDS
+            or (weight.numel() <= _SMALL_WEIGHT and rows.size(0) < _SMALL_WEIGHT_ROWS))
+
+
+def prepared_weight(owner: nn.Module, weight: torch.Tensor, layout: str) -> torch.Tensor:
+    """Return `weight` (out, in) in `layout`, "transposed" or "onednn", cached on `owner`.
+
+    The cache key is the weight's storage address and version counter, which an optimizer step,
+    `load_state_dict` or a move to another device all change. The cache is a plain attribute,
+    so it is not part of the state dict.
+    """
+    # An inference tensor has no version counter; such a weight is keyed by its address alone.
+    key = (weight.data_ptr(), None if weight.is_inference() else weight._version)
+    cache = owner.__dict__.setdefault(_CACHE_ATTRIBUTE, {})
+    cached = cache.get(layout)
+    if cached is None or cached[0] != key:
+        detached = weight.detach()
+        if layout == "onednn":
+            prepared = torch.ops.mkldnn._reorder_linear_weight(detached, _ONEDNN_BATCH_HINT)
+        else:
+            prepared = detached.t().contiguous()
+        cached = cache[layout] = (key, prepared)
+    return cached[1]
+
+
+def forget_weights(owner: nn.Module) -> None:
+    """Drop the copies of weights that `linear` cached on `owner`."""
+    owner.__dict__.pop(_CACHE_ATTRIBUTE, None)
+
+
+def _onednn_available() -> bool:
+    """Check that torch has oneDNN and the packed-linear operators this module calls."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        weight = torch.ones(4, 8)
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, _ONEDNN_BATCH_HINT)
+        out = torch.ops.mkldnn._linear_pointwise(torch.ones(2, 8), packed, None, "none", [], "")
+    except (AttributeError, RuntimeError):
+        return False
+    return bool(torch.equal(out, torch.full((2, 4), 8.0)))
 
 
 def _intel_cpu() -> bool:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nmt import gemm
-from nmt.attention import InferenceLinear, MultiHeadAttention, Packing, transposed_weight
+from nmt.attention import InferenceLinear, MultiHeadAttention, Packing
 from nmt.config import ModelConfig
 from nmt.dropout import Dropout
 
@@ -313,9 +313,9 @@ class Transformer(nn.Module):
         if self.output_projection is None:
             if self.training or torch.is_grad_enabled():
                 return F.linear(states, self.embedding.weight)
-            weight = transposed_weight(self, self.embedding.weight)  # (D, V), see InferenceLinear
-            logits = gemm.linear(states.reshape(-1, states.size(-1)), weight)  # (N, V)
-            return logits.view(*states.shape[:-1], weight.size(1))
+            rows = states.reshape(-1, states.size(-1))  # (N, D)
+            logits = gemm.linear(rows, self, self.embedding.weight)  # (N, V)
+            return logits.view(*states.shape[:-1], self.config.vocab_size)
         # A module call, so that a quantized replacement of the projection (nmt.quantize) runs.
         return self.output_projection(states)
 

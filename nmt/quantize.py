@@ -15,6 +15,7 @@ import warnings
 import torch
 from torch import nn
 
+from nmt import gemm
 from nmt.attention import InferenceLinear
 from nmt.model import Transformer
 
@@ -42,7 +43,7 @@ def quantize_model(model: Transformer) -> Transformer:
     for module in model.modules():
         if isinstance(module, InferenceLinear):
             module.__class__ = nn.Linear
-            module.__dict__.pop("_transposed_weight", None)
+            gemm.forget_weights(module)
 
     # NOTE: torch 2.13 warns that torch.ao.quantization is deprecated in favour of torchao. It
     # still works there, and the figures in benchmarks/README.md were measured with it.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from nmt import gemm
 
@@ -20,23 +21,45 @@ def choose(monkeypatch):
     gemm.backend.cache_clear()
 
 
+ONEDNN = pytest.param("onednn", marks=pytest.mark.skipif(
+    not gemm._onednn_available(), reason="this torch build has no oneDNN packed linear"))
+
+
 def test_rejects_unknown_backend(choose) -> None:
-    with pytest.raises(ValueError, match="NMT_GEMM must be one of auto, torch, openblas"):
+    with pytest.raises(ValueError, match="NMT_GEMM must be one of auto, torch, openblas, onednn"):
         choose("mkl")
 
 
-@pytest.mark.parametrize("value", ["torch", "openblas"])
+@pytest.mark.parametrize("value", ["torch", "openblas", ONEDNN])
 def test_backends_agree(choose, value: str, monkeypatch) -> None:
     choose(value)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     generator = torch.Generator().manual_seed(0)
+    owner = nn.Module()
     rows = torch.randn(5, 16, generator=generator)  # (N, in)
-    weight_t = torch.randn(16, 7, generator=generator)  # (in, out)
+    weight = torch.randn(7, 16, generator=generator)  # (out, in)
     bias = torch.randn(7, generator=generator)
     with torch.inference_mode():
-        torch.testing.assert_close(gemm.linear(rows, weight_t, bias), rows @ weight_t + bias)
-        torch.testing.assert_close(gemm.linear(rows.t().contiguous().t(), weight_t),
-                                   rows @ weight_t)
+        torch.testing.assert_close(gemm.linear(rows, owner, weight, bias), rows @ weight.t() + bias)
+        torch.testing.assert_close(gemm.linear(rows.t().contiguous().t(), owner, weight),
+                                   rows @ weight.t())
+        torch.testing.assert_close(gemm.linear(rows[:1], owner, weight), rows[:1] @ weight.t())
+
+
+@pytest.mark.parametrize("value", ["torch", ONEDNN])
+def test_prepared_weight_follows_updates(choose, value: str) -> None:
+    choose(value)
+    owner = nn.Linear(4, 3)
+    rows = torch.ones(2, 4)
+    with torch.inference_mode():
+        before = gemm.linear(rows, owner, owner.weight, owner.bias)
+    with torch.no_grad():
+        owner.weight.mul_(2.0)  # bumps the version counter, as an optimizer step does
+    with torch.inference_mode():
+        after = gemm.linear(rows, owner, owner.weight, owner.bias)
+    torch.testing.assert_close(after - owner.bias, 2.0 * (before - owner.bias))
+    gemm.forget_weights(owner)
+    assert "_gemm_weights" not in owner.__dict__
 
 
 def test_openblas_only_on_one_torch_thread(choose, monkeypatch) -> None:
@@ -48,15 +71,21 @@ def test_openblas_only_on_one_torch_thread(choose, monkeypatch) -> None:
 
     monkeypatch.setattr(torch, "from_numpy", fail)
     with torch.inference_mode():
-        gemm.linear(torch.ones(2, 3), torch.ones(3, 4))
+        gemm.linear(torch.ones(2, 3), nn.Module(), torch.ones(4, 3))
 
 
-def test_gradients_use_torch(choose, monkeypatch) -> None:
-    choose("openblas")
+@pytest.mark.parametrize("value", ["openblas", ONEDNN])
+def test_gradients_use_torch(choose, value: str, monkeypatch) -> None:
+    choose(value)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     rows = torch.ones(2, 3, requires_grad=True)
-    gemm.linear(rows, torch.ones(3, 4)).sum().backward()
+    gemm.linear(rows, nn.Module(), torch.ones(4, 3)).sum().backward()
     torch.testing.assert_close(rows.grad, torch.full((2, 3), 4.0))
+
+
+@pytest.mark.skipif(not gemm._onednn_available(), reason="no oneDNN packed linear")
+def test_auto_prefers_onednn(choose) -> None:
+    assert choose("auto") == "onednn"
 
 
 @pytest.fixture
@@ -89,8 +118,9 @@ def test_quantized_models_keep_torch_threads(choose, restore_threads) -> None:
     assert torch.get_num_threads() == 2
 
 
-def test_torch_backend_sets_torch_threads(choose, restore_threads) -> None:
-    choose("torch")
+@pytest.mark.parametrize("value", ["torch", ONEDNN])
+def test_torch_backend_sets_torch_threads(choose, restore_threads, value: str) -> None:
+    choose(value)
     gemm.set_threads(2)
     assert torch.get_num_threads() == 2
 
@@ -98,3 +128,23 @@ def test_torch_backend_sets_torch_threads(choose, restore_threads) -> None:
 def test_rejects_zero_threads(choose, restore_threads) -> None:
     with pytest.raises(ValueError, match="threads must be at least 1, got 0"):
         gemm.set_threads(0)
+
+
+@pytest.mark.skipif(not gemm._onednn_available() or gemm._numpy_blas() != "openblas",
+                    reason="needs oneDNN packed linear and NumPy with OpenBLAS")
+def test_onednn_sends_small_products_to_openblas(choose, restore_threads, monkeypatch) -> None:
+    monkeypatch.setattr(gemm, "_small_products_on_openblas", False)  # restored after the test
+    choose("onednn")
+    gemm.set_threads(2)
+    assert _blas_threads() == 1  # OpenBLAS runs its products on the calling thread only
+    calls = []
+    original = torch.from_numpy
+    monkeypatch.setattr(torch, "from_numpy", lambda array: calls.append(array.shape)
+                        or original(array))
+    owner, large = nn.Module(), nn.Module()
+    with torch.inference_mode():
+        gemm.linear(torch.ones(1, 256), owner, torch.ones(8000, 256))  # one row
+        gemm.linear(torch.ones(8, 256), owner, torch.ones(256, 256))  # small weight
+        gemm.linear(torch.ones(64, 256), large, torch.ones(1024, 256))  # oneDNN
+    assert calls == [(1, 8000), (8, 256)]
+    assert "onednn" in large.__dict__["_gemm_weights"]
