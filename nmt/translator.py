@@ -45,7 +45,7 @@ from nmt.quality import (
 from nmt.search import beam_search, greedy_search, max_output_lengths
 from nmt.segment import split_to_fit
 
-__all__ = ["Hypothesis", "SearchOptions", "Translation", "Translator"]
+__all__ = ["Hypothesis", "SearchOptions", "Translation", "Translator", "needs_translation"]
 
 logger = logging.getLogger(__name__)
 
@@ -316,6 +316,12 @@ class Translator:
         searched = [unit.hypotheses[0].score for unit in units if unit.ids]
         score = sum(searched) / len(searched) if searched else 0.0
         return Translation(joined, score, [Hypothesis(joined, score)], sort_flags(flags))
+
+
+def needs_translation(text: str) -> bool:
+    """Check whether `text` has Devanagari letters outside protected spans, the rule by which
+    `Translator` translates a piece or passes it through unchanged."""
+    return has_devanagari_letters(protect(normalize_input(text)).text)
 
 
 def _split_spans(text: str) -> list[str]:

@@ -130,6 +130,15 @@ def test_api_returns_map_per_sentence(model_client: TestClient) -> None:
         )
 
 
+def test_api_no_map_for_untranslated_sentence(model_client: TestClient) -> None:
+    response = model_client.post(
+        "/translate", json={"text": "Hello only English. आज मौसम साफ़ है।", "return_attention": True}
+    )
+
+    assert response.status_code == 200, response.json()
+    assert [item["source"] for item in response.json()["attention"]] == ["आज मौसम साफ़ है।"]
+
+
 def test_api_map_matches_module(model_client: TestClient, translator: Translator) -> None:
     body = model_client.post(
         "/translate", json={"text": SOURCE, "return_attention": True, "attention_layer": -1}

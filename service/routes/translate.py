@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
+from nmt.translator import needs_translation
 from service.batcher import DecodeOptions, TooManySentencesError
 from service.body import JSON_TYPE, MULTIPART_TYPE, URLENCODED_TYPE, read_body
 from service.checks import check_request
@@ -110,7 +111,9 @@ async def translate(
 
     attention = None
     if attention_layer is not None:
-        maps = await service.attention_maps(results[0].sentences, attention_layer)
+        # A sentence passed through untranslated has no attention between two languages.
+        translated = [pair for pair in results[0].sentences if needs_translation(pair[0])]
+        maps = await service.attention_maps(translated, attention_layer)
         attention = [
             SentenceAttention(
                 source=source,
@@ -120,7 +123,7 @@ async def translate(
                 target_tokens=attention_map.target_tokens,
                 weights=attention_map.weights,
             )
-            for (source, target), attention_map in zip(results[0].sentences, maps, strict=True)
+            for (source, target), attention_map in zip(translated, maps, strict=True)
         ]
     return _build_response(translate_request, results, elapsed_ms, attention)
 
