@@ -21,7 +21,9 @@ fixed weights. Three backends multiply them:
 
 The backend is chosen once per process from NMT_GEMM: `auto` (default) takes `onednn` where
 torch has it, else `openblas` when the CPU is not Intel's and NumPy's BLAS is OpenBLAS, else
-`torch`. NOTE: `onednn` was measured against the others on an AVX-512 AMD EPYC only.
+`torch`. The service translates on a worker thread, where oneDNN was slower, so `nmt serve`
+sets NMT_GEMM to `automatic_backend(main_thread=False)` when it is `auto`. NOTE: `onednn` was
+measured against the others on an AVX-512 AMD EPYC only.
 
 Training and autograd always use torch. The backends round differently, so a beam search can
 pick a different hypothesis where two scores nearly tie.
@@ -37,7 +39,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["BACKENDS", "backend", "forget_weights", "linear", "prepared_weight", "set_threads"]
+__all__ = ["BACKENDS", "automatic_backend", "backend", "forget_weights", "linear",
+           "prepared_weight", "set_threads"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,17 +65,27 @@ def backend() -> str:
     if choice not in BACKENDS:
         raise ValueError(f"NMT_GEMM must be one of {', '.join(BACKENDS)}, not {choice!r}")
     if choice == "auto":
-        if _onednn_available():
-            choice = "onednn"
-        elif not _intel_cpu() and _numpy_blas() == "openblas":
-            choice = "openblas"
-        else:
-            choice = "torch"
+        choice = automatic_backend()
     elif choice == "openblas" and _numpy_blas() != "openblas":
         raise ValueError(f"NMT_GEMM=openblas, but NumPy's BLAS is {_numpy_blas() or 'unknown'}")
     elif choice == "onednn" and not _onednn_available():
         raise ValueError("NMT_GEMM=onednn, but this torch build has no oneDNN packed linear")
     return choice
+
+
+def automatic_backend(*, main_thread: bool = True) -> str:
+    """Return the backend that NMT_GEMM=auto picks (see above).
+
+    Pass `main_thread=False` for a process that translates on another thread than its main one.
+    There, oneDNN products ran slower: beam 4 over 96 iitb-test sentences took 3.2-3.7 s on a
+    worker thread against 2.1-2.4 s on the main thread (2 cores, AVX-512 AMD EPYC, torch 2.13),
+    while OpenBLAS took about 2.9-3.1 s on either.
+    """
+    if main_thread and _onednn_available():
+        return "onednn"
+    if not _intel_cpu() and _numpy_blas() == "openblas":
+        return "openblas"
+    return "torch"
 
 
 def set_threads(threads: int | None = None, *, quantized: bool = False) -> None:

@@ -149,6 +149,11 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         from nmt import gemm
 
+        if os.environ.get("NMT_GEMM", "auto").strip().lower() in ("", "auto"):
+            # The batcher translates on a worker thread; see nmt.gemm.automatic_backend. Set in
+            # the environment, so that worker processes pick the same backend.
+            os.environ["NMT_GEMM"] = gemm.automatic_backend(main_thread=False)
+            gemm.backend.cache_clear()
         gemm.backend()
     except ValueError as error:
         logger.error("%s", error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,20 @@ FIXTURES_DIR = Path(__file__).parent / "fixtures"
 def fixtures_dir() -> Path:
     """Directory of the small data files under tests/fixtures (see its README)."""
     return FIXTURES_DIR
+
+
+@pytest.fixture(autouse=True)
+def restore_gemm_choice(monkeypatch):
+    """Undo changes to NMT_GEMM and to nmt.gemm's cached backend, such as `nmt serve` makes."""
+    from nmt import gemm
+
+    value = os.environ.get("NMT_GEMM")
+    if value is None:
+        monkeypatch.delenv("NMT_GEMM", raising=False)
+    else:
+        monkeypatch.setenv("NMT_GEMM", value)
+    yield
+    gemm.backend.cache_clear()
 
 
 # --- Service fixtures: a fake translator with the `nmt.translator.Translator` methods ---

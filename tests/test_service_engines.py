@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 import time
@@ -406,3 +407,19 @@ def test_serve_port_in_use_exit_2(scrambled_dir: Path, monkeypatch, caplog) -> N
         assert run_serve(args) == EXIT_USAGE
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in caplog.text
     assert not started
+
+
+def test_serve_auto_gemm_avoids_onednn(scrambled_dir: Path, monkeypatch) -> None:
+    from nmt import gemm
+
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: None)
+    monkeypatch.setenv("NMT_GEMM", "auto")
+    assert run_serve(_serve_args("--model", str(scrambled_dir))) == 0
+    assert os.environ["NMT_GEMM"] == gemm.automatic_backend(main_thread=False) != "onednn"
+
+
+def test_serve_keeps_chosen_gemm(scrambled_dir: Path, monkeypatch) -> None:
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: None)
+    monkeypatch.setenv("NMT_GEMM", "torch")
+    assert run_serve(_serve_args("--model", str(scrambled_dir))) == 0
+    assert os.environ["NMT_GEMM"] == "torch"
