@@ -77,9 +77,11 @@ def automatic_backend(*, main_thread: bool = True) -> str:
     """Return the backend that NMT_GEMM=auto picks (see above).
 
     Pass `main_thread=False` for a process that translates on another thread than its main one.
-    There, oneDNN products ran slower: beam 4 over 96 iitb-test sentences took 3.2-3.7 s on a
-    worker thread against 2.1-2.4 s on the main thread (2 cores, AVX-512 AMD EPYC, torch 2.13),
-    while OpenBLAS took about 2.9-3.1 s on either.
+    There, oneDNN products ran slower when another thread had run torch operations too: beam 4
+    over 96 iitb-test sentences took 3.2-3.7 s on such a worker thread against 2.1-2.4 s on the
+    main thread (2 cores, AVX-512 AMD EPYC, torch 2.13), while OpenBLAS took about 2.9-3.1 s on
+    either. With all torch work on one worker thread, oneDNN was as fast there as on the main
+    thread, and the service (which works that way) was as fast on oneDNN as on OpenBLAS.
     """
     if main_thread and _onednn_available():
         return "onednn"

@@ -11,10 +11,11 @@ import asyncio
 import enum
 import functools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from service import engines
-from service.batcher import DynamicBatcher
+from service.batcher import DynamicBatcher, translation_executor
 from service.metrics import ServiceMetrics
 from service.settings import Settings
 from service.translation import TranslationService, TranslatorLike, run_translator
@@ -115,17 +116,25 @@ class ModelRuntime:
             settings.engine,
             settings.compute_type,
         )
+        # The model is loaded on the thread that will translate with it; see translation_executor.
+        executor = translation_executor()
         try:
-            translator = await asyncio.to_thread(load_translator, settings)
+            loop = asyncio.get_running_loop()
+            translator = await loop.run_in_executor(executor, load_translator, settings)
         except Exception as error:  # noqa: BLE001 - reported by /ready, logged here
+            executor.shutdown(wait=False, cancel_futures=True)
             self.status = ModelStatus.FAILED
             self.error = f"{type(error).__name__}: {error}"
             logger.exception("loading the model from %s failed", settings.model_dir)
             return
-        await self._activate(translator)
+        except asyncio.CancelledError:
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise
+        await self._activate(translator, executor)
         logger.info("model loaded from %s", settings.model_dir)
 
-    async def _activate(self, translator: TranslatorLike) -> None:
+    async def _activate(self, translator: TranslatorLike,
+                        executor: ThreadPoolExecutor | None = None) -> None:
         settings = self.settings
         batcher = DynamicBatcher(
             functools.partial(run_translator, translator),
@@ -135,6 +144,7 @@ class ModelRuntime:
             max_batch_tokens=settings.max_batch_tokens,
             max_pending_sentences=settings.max_pending_sentences,
             metrics=self.metrics,
+            executor=executor,
         )
         service = TranslationService(translator, batcher)
         await batcher.start()
