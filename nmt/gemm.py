@@ -21,9 +21,9 @@ fixed weights. Three backends multiply them:
 
 The backend is chosen once per process from NMT_GEMM: `auto` (default) takes `onednn` where
 torch has it, else `openblas` when the CPU is not Intel's and NumPy's BLAS is OpenBLAS, else
-`torch`. The service translates on a worker thread, where oneDNN was slower, so `nmt serve`
-sets NMT_GEMM to `automatic_backend(main_thread=False)` when it is `auto`. NOTE: `onednn` was
-measured against the others on an AVX-512 AMD EPYC only.
+`torch`. The service translates on a worker thread, where oneDNN brought no gain (see
+`automatic_backend`), so `nmt serve` sets NMT_GEMM to `automatic_backend(main_thread=False)` when
+it is `auto`. NOTE: `onednn` was measured against the others on an AVX-512 AMD EPYC only.
 
 Training and autograd always use torch. The backends round differently, so a beam search can
 pick a different hypothesis where two scores nearly tie.
@@ -77,11 +77,11 @@ def automatic_backend(*, main_thread: bool = True) -> str:
     """Return the backend that NMT_GEMM=auto picks (see above).
 
     Pass `main_thread=False` for a process that translates on another thread than its main one.
-    There, oneDNN products ran slower when another thread had run torch operations too: beam 4
-    over 96 iitb-test sentences took 3.2-3.7 s on such a worker thread against 2.1-2.4 s on the
-    main thread (2 cores, AVX-512 AMD EPYC, torch 2.13), while OpenBLAS took about 2.9-3.1 s on
-    either. With all torch work on one worker thread, oneDNN was as fast there as on the main
-    thread, and the service (which works that way) was as fast on oneDNN as on OpenBLAS.
+    oneDNN products were slower on a worker thread when another thread had run torch operations
+    too. Beam 4 over 96 iitb-test sentences took 3.2-3.7 s there, against 2.1-2.4 s on the main
+    thread (2 cores, AVX-512 AMD EPYC, torch 2.13), and OpenBLAS took about 2.9-3.1 s on either.
+    With all torch work on one worker thread, oneDNN was as fast there as on the main thread. The
+    service works that way, and it was no faster on oneDNN than on OpenBLAS.
     """
     if main_thread and _onednn_available():
         return "onednn"
@@ -98,17 +98,16 @@ def set_threads(threads: int | None = None, *, quantized: bool = False) -> None:
     are torch's int8 ones, which run on torch's threads.
     """
     global _small_products_on_openblas
+    from threadpoolctl import threadpool_limits
+
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     threads = threads or _DEFAULT_THREADS
-    if backend() == "onednn" and _numpy_blas() == "openblas":
-        from threadpoolctl import threadpool_limits
-
+    choice = backend()
+    if choice == "onednn" and _numpy_blas() == "openblas":
         threadpool_limits(limits=1, user_api="blas")
         _small_products_on_openblas = True
-    if backend() == "openblas" and not quantized:
-        from threadpoolctl import threadpool_limits
-
+    if choice == "openblas" and not quantized:
         threadpool_limits(limits=threads, user_api="blas")
         torch.set_num_threads(1)
         logger.info("inference: matrix products on openblas with %d thread(s), other operations "
@@ -116,7 +115,7 @@ def set_threads(threads: int | None = None, *, quantized: bool = False) -> None:
     else:
         torch.set_num_threads(threads)
         logger.info("inference: torch on %d thread(s), matrix products on %s", threads,
-                    "torch (int8)" if quantized else backend())
+                    "torch (int8)" if quantized else choice)
 
 
 def linear(rows: torch.Tensor, owner: nn.Module, weight: torch.Tensor,
@@ -129,11 +128,14 @@ def linear(rows: torch.Tensor, owner: nn.Module, weight: torch.Tensor,
     choice = backend()
     native = (rows.device.type == "cpu" and rows.dtype == torch.float32
               and weight.dtype == torch.float32 and not torch.is_grad_enabled())
-    if choice == "onednn" and native and not (_small_products_on_openblas and _small(rows, weight)):
-        packed = prepared_weight(owner, weight, "onednn")
-        return torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
+    on_openblas = choice == "openblas" and torch.get_num_threads() == 1
+    if native and choice == "onednn":
+        if not (_small_products_on_openblas and _small(rows, weight)):
+            packed = prepared_weight(owner, weight, "onednn")
+            return torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
+        on_openblas = True
+
     weight_t = prepared_weight(owner, weight, "transposed")  # (in, out)
-    on_openblas = (choice == "openblas" and torch.get_num_threads() == 1) or choice == "onednn"
     if native and on_openblas:
         out = torch.from_numpy(rows.numpy() @ weight_t.numpy())  # (N, out)
         return out if bias is None else out.add_(bias)
@@ -180,6 +182,7 @@ def forget_weights(owner: nn.Module) -> None:
     owner.__dict__.pop(_CACHE_ATTRIBUTE, None)
 
 
+@functools.cache
 def _onednn_available() -> bool:
     """Check that torch has oneDNN and the packed-linear operators this module calls."""
     if not torch.backends.mkldnn.is_available():

@@ -20,8 +20,7 @@ from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from service.errors import APIError, truncate
-from service.schemas import ErrorDetail
+from service.errors import APIError, field_error, truncate
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ def _decode_json(body: bytes) -> dict[str, Any]:
         raise APIError(400, "malformed JSON: arrays or objects are nested too deeply") from error
     if not isinstance(data, dict):
         message = f"must be a JSON object, got {_json_type_name(data)}"
-        raise _field_error("body", message, f"request body {message}")
+        raise field_error("body", message, f"request body {message}")
     return data
 
 
@@ -105,9 +104,10 @@ def _parse_int(digits: str) -> int:
     Without this check, int() raises a plain ValueError above 4300 digits (the default
     sys.get_int_max_str_digits() of Python 3.11 and later).
     """
-    if len(digits.lstrip("-")) > MAX_JSON_INTEGER_DIGITS:
-        raise APIError(400, f"malformed JSON: an integer has {len(digits.lstrip('-'))} digits, "
-                            f"more than the {MAX_JSON_INTEGER_DIGITS} accepted")
+    count = len(digits.lstrip("-"))
+    if count > MAX_JSON_INTEGER_DIGITS:
+        raise APIError(400, f"malformed JSON: an integer has {count} digits, more than the "
+                            f"{MAX_JSON_INTEGER_DIGITS} accepted")
     return int(digits)
 
 
@@ -116,7 +116,7 @@ def _reject_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for key, value in pairs:
         if key in data:
-            raise _field_error(truncate(key), "field is given more than once")
+            raise field_error(truncate(key), "field is given more than once")
         data[key] = value
     return data
 
@@ -134,12 +134,6 @@ def _json_type_name(value: Any) -> str:
     if isinstance(value, list):
         return "an array"
     return "an object"
-
-
-def _field_error(field: str, message: str, full_message: str | None = None) -> APIError:
-    """Return a 422 with one detail; `full_message` defaults to "field: message"."""
-    detail = ErrorDetail(field=field, message=message)
-    return APIError(422, full_message or f"{field}: {message}", details=[detail])
 
 
 def _decode_urlencoded(body: bytes) -> list[tuple[str, str]]:
@@ -182,7 +176,7 @@ def _decode_multipart(body: bytes, boundary: bytes | None) -> list[tuple[str, st
         name = _decode_utf8(params[b"name"], "multipart field name")
         if b"filename" in params:
             message = "file uploads are not accepted; send the text as a field"
-            raise _field_error(truncate(name), message)
+            raise field_error(truncate(name), message)
         fields.append((name, _decode_utf8(data, f"multipart field {truncate(name)}")))
     return fields
 
@@ -241,5 +235,5 @@ def _collect_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
             previous = fields[name]
             fields[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
         else:
-            raise _field_error(truncate(name), "field is given more than once")
+            raise field_error(truncate(name), "field is given more than once")
     return fields

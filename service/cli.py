@@ -150,8 +150,8 @@ def run_serve(args: argparse.Namespace) -> int:
         from nmt import gemm
 
         if os.environ.get("NMT_GEMM", "auto").strip().lower() in ("", "auto"):
-            # The batcher translates on a worker thread; see nmt.gemm.automatic_backend. Set in
-            # the environment, so that worker processes pick the same backend.
+            # The batcher translates on a worker thread, see nmt.gemm.automatic_backend. The
+            # choice goes into the environment, so that worker processes make the same one.
             os.environ["NMT_GEMM"] = gemm.automatic_backend(main_thread=False)
             gemm.backend.cache_clear()
         gemm.backend()

@@ -104,6 +104,12 @@ def error_response(
     )
 
 
+def field_error(field: str, message: str, full_message: str | None = None) -> APIError:
+    """Return a 422 with one detail; `full_message` defaults to "field: message"."""
+    detail = ErrorDetail(field=field, message=message)
+    return APIError(422, full_message or f"{field}: {message}", details=[detail])
+
+
 def validation_error(error: ValidationError | RequestValidationError) -> APIError:
     """Convert a pydantic validation error into a 422 that names each invalid field."""
     details = [

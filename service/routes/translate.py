@@ -14,7 +14,7 @@ from service.batcher import DecodeOptions, TooManySentencesError
 from service.body import JSON_TYPE, MULTIPART_TYPE, URLENCODED_TYPE, read_body
 from service.checks import check_request
 from service.deps import check_api_key, get_settings, get_translation_service
-from service.errors import APIError, format_value, truncate, validation_error
+from service.errors import APIError, field_error, format_value, truncate, validation_error
 from service.schemas import (
     AUTO_LANGUAGE,
     SOURCE_LANGUAGE,
@@ -83,8 +83,7 @@ async def translate(
     if body_key is not None and not isinstance(body_key, str):
         # Checked before the key itself, so a wrong type is not reported as a missing key.
         message = f"Input should be a valid string, got {format_value(body_key)}"
-        raise APIError(422, f"api_key: {message}",
-                       details=[ErrorDetail(field="api_key", message=message)])
+        raise field_error("api_key", message)
     check_api_key(request, body_key, settings)
 
     try:
