@@ -27,10 +27,14 @@ class InferenceLinear(nn.Linear):
     use F.linear as usual.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, relu: bool = False) -> torch.Tensor:
+        """Return x Wᵀ + b, and its ReLU when `relu` (fused into the product where the backend
+        can)."""
         if self.training or torch.is_grad_enabled():
-            return F.linear(x, self.weight, self.bias)
-        out = gemm.linear(x.reshape(-1, x.size(-1)), self, self.weight, self.bias)  # (N, out)
+            out = F.linear(x, self.weight, self.bias)
+            return F.relu(out) if relu else out
+        out = gemm.linear(x.reshape(-1, x.size(-1)), self, self.weight, self.bias,
+                          relu=relu)  # (N, out)
         return out.view(*x.shape[:-1], self.out_features)
 
 
@@ -94,6 +98,38 @@ class MultiHeadAttention(nn.Module):
         context, _ = self.attend(q, key, value, mask)
         return self.output(packing.pack(self.merge_heads(context)))
 
+    def project_query_key_value(
+        self, x: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return the queries, keys and values of `x` (B, L, D), each (B, H, L, Dh).
+
+        In inference the three projections run as one product with the weights side by side,
+        which saves two calls per decoder layer and decoding step.
+        """
+        projections = (self.query, self.key, self.value)
+        if (self.training or torch.is_grad_enabled()
+                or not all(type(p) is InferenceLinear for p in projections)):
+            q = self.split_heads(self.query(x))
+            return (q, *self.project_key_value(x))
+        batch, length, d_model = x.shape
+        weight, bias = self._joint_query_key_value()  # (3D, D), (3D,)
+        joint = gemm.linear(x.reshape(-1, d_model), self, weight, bias)  # (B·L, 3D)
+        joint = joint.view(batch, length, 3, self.n_heads, self.head_dim)
+        q, key, value = joint.permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, L, Dh) each
+        return q, key, value
+
+    def _joint_query_key_value(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the query, key and value weights stacked (3D, D) and their biases (3D,),
+        cached until a parameter changes."""
+        tensors = [t for p in (self.query, self.key, self.value) for t in (p.weight, p.bias)]
+        key = tuple((t.data_ptr(), None if t.is_inference() else t._version) for t in tensors)
+        cached = self.__dict__.get("_joint_cache")
+        if cached is None or cached[0] != key:
+            weight = torch.cat([t.detach() for t in tensors[0::2]])
+            bias = torch.cat([t.detach() for t in tensors[1::2]])
+            cached = self.__dict__["_joint_cache"] = (key, weight, bias)
+        return cached[1], cached[2]
+
     def project_key_value(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the keys and values of `memory` (B, L, D), each (B, H, L, Dh).
 
@@ -118,8 +154,23 @@ class MultiHeadAttention(nn.Module):
         keys and values per beam. `mask` broadcasts to (B / group, H, group · Tq, Tk). Returns the
         output (B, Tq, D) and, when `need_weights`, the attention probabilities (B, H, Tq, Tk).
         """
-        batch, query_length, d_model = query.shape
         q = self.split_heads(self.query(query))  # (B, H, Tq, Dh)
+        return self.attend_heads(q, key, value, mask, need_weights=need_weights, group=group)
+
+    def attend_heads(
+        self,
+        q: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        mask: torch.Tensor | None,
+        *,
+        need_weights: bool = False,
+        group: int = 1,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`forward` after the query projection: attend from projected queries `q`
+        (B, H, Tq, Dh) and apply the output projection."""
+        batch, _, query_length, _ = q.shape
+        d_model = self.n_heads * self.head_dim
         if group > 1:
             # The group's queries become one sentence's query positions.
             q = q.view(batch // group, group, self.n_heads, query_length, self.head_dim)

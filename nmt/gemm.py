@@ -119,8 +119,9 @@ def set_threads(threads: int | None = None, *, quantized: bool = False) -> None:
 
 
 def linear(rows: torch.Tensor, owner: nn.Module, weight: torch.Tensor,
-           bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Return rows @ weightᵀ (+ bias) for rows (N, in), weight (out, in) and bias (out,).
+           bias: torch.Tensor | None = None, *, relu: bool = False) -> torch.Tensor:
+    """Return rows @ weightᵀ (+ bias) for rows (N, in), weight (out, in) and bias (out,), and
+    its ReLU when `relu` (a oneDNN post-op, else applied in place).
 
     The backend's copy of `weight` (packed for oneDNN, else transposed to (in, out)) is cached
     on `owner`, see `prepared_weight`.
@@ -132,14 +133,18 @@ def linear(rows: torch.Tensor, owner: nn.Module, weight: torch.Tensor,
     if native and choice == "onednn":
         if not (_small_products_on_openblas and _small(rows, weight)):
             packed = prepared_weight(owner, weight, "onednn")
-            return torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
+            return torch.ops.mkldnn._linear_pointwise(rows, packed, bias,
+                                                      "relu" if relu else "none", [], "")
         on_openblas = True
 
     weight_t = prepared_weight(owner, weight, "transposed")  # (in, out)
     if native and on_openblas:
         out = torch.from_numpy(rows.numpy() @ weight_t.numpy())  # (N, out)
-        return out if bias is None else out.add_(bias)
-    return rows @ weight_t if bias is None else torch.addmm(bias, rows, weight_t)
+        if bias is not None:
+            out.add_(bias)
+    else:
+        out = rows @ weight_t if bias is None else torch.addmm(bias, rows, weight_t)
+    return out.relu_() if relu else out
 
 
 def _small(rows: torch.Tensor, weight: torch.Tensor) -> bool:

@@ -42,6 +42,8 @@ class FeedForward(nn.Module):
         self.dropout = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.activation is F.relu and type(self.inner) is InferenceLinear:
+            return self.outer(self.dropout(self.inner(x, relu=True)))
         return self.outer(self.dropout(self.activation(self.inner(x))))
 
 
@@ -176,12 +178,12 @@ class DecoderLayer(nn.Module):
         def attend_self(h):
             if packing is not None:
                 return self.self_attention.self_attend_packed(h, packing, self_mask), None
-            key, value = self.self_attention.project_key_value(h)  # (B, H, T, Dh) each
+            q, key, value = self.self_attention.project_query_key_value(h)  # (B, H, T, Dh) each
             if cache.self_key is not None:
                 key = torch.cat([cache.self_key, key], dim=2)  # (B, H, t + T, Dh)
                 value = torch.cat([cache.self_value, value], dim=2)
             cache.self_key, cache.self_value = key, value
-            return self.self_attention(h, key, value, self_mask)
+            return self.self_attention.attend_heads(q, key, value, self_mask)
 
         def attend_source(h):
             if packing is not None:

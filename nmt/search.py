@@ -150,17 +150,19 @@ def beam_search(
         live = sentence_ids.numel()
         states, _ = model.decode(tokens[:, -1:], cache)
         step_scores = torch.log_softmax(model.logits(states[:, -1]).float(), dim=-1)  # (b·K, V)
-        vocab = step_scores.size(-1)
         _ban_repeated_ngrams(tokens[:, 1:], step_scores, no_repeat_ngram_size)
         at_limit = (max_lengths[sentence_ids] <= step + 1).repeat_interleave(beam)  # (b·K,)
         if at_limit.any():
             step_scores[at_limit] = float("-inf")
             step_scores[at_limit, eos_id] = 0.0
 
-        total = (beam_scores.view(-1, 1) + step_scores).view(live, beam * vocab)  # (b, K·V)
+        # A sentence's 2K best extensions are among the 2K best tokens of each of its beams, so
+        # only those are added to their beam's score.
+        row_scores, row_tokens = step_scores.topk(2 * beam, dim=1)  # (b·K, 2K)
+        total = (row_scores + beam_scores.view(-1, 1)).view(live, beam * 2 * beam)  # (b, K·2K)
         candidate_scores, candidates = total.topk(2 * beam, dim=1)  # (b, 2K), best first
-        origin = candidates // vocab  # beam each candidate extends (b, 2K)
-        token = candidates % vocab
+        origin = candidates // (2 * beam)  # beam each candidate extends (b, 2K)
+        token = row_tokens.view(live, beam * 2 * beam).gather(1, candidates)
         is_eos = (token == eos_id) & (candidate_scores > float("-inf"))
 
         # Candidates ending in eos among the top K become finished hypotheses.

@@ -44,6 +44,8 @@ def test_backends_agree(choose, value: str, monkeypatch) -> None:
         torch.testing.assert_close(gemm.linear(rows.t().contiguous().t(), owner, weight),
                                    rows @ weight.t())
         torch.testing.assert_close(gemm.linear(rows[:1], owner, weight), rows[:1] @ weight.t())
+        torch.testing.assert_close(gemm.linear(rows, owner, weight, bias, relu=True),
+                                   (rows @ weight.t() + bias).relu())
 
 
 @pytest.mark.parametrize("value", ["torch", ONEDNN])

@@ -1,4 +1,5 @@
-"""Tests of `nmt.model` and `nmt.config`: incremental decoding, masking, variants, config checks."""
+"""Tests of `nmt.model`, `nmt.attention` and `nmt.config`: incremental decoding, masking,
+variants, joint projections, config checks."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 import pytest
 import torch
 
+from nmt.attention import InferenceLinear, MultiHeadAttention
 from nmt.config import ModelConfig
 from nmt.model import Transformer, sinusoidal_positions
 
@@ -285,3 +287,22 @@ def test_packed_training_gradients_match_padded_layout() -> None:
     assert len(packed) == len(padded)
     for a, b in zip(packed, padded, strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_joint_query_key_value_matches_separate_projections() -> None:
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(32, 4, linear=InferenceLinear).eval()
+    x = torch.randn(3, 5, 32)  # (B, L, D)
+
+    def compare() -> None:
+        separate = [t.detach() for t in attention.project_query_key_value(x)]  # autograd path
+        with torch.inference_mode():
+            joint = attention.project_query_key_value(x)  # one product on stacked weights
+        for got, expected in zip(joint, separate, strict=True):
+            assert got.shape == (3, 4, 5, 8)
+            torch.testing.assert_close(got, expected)
+
+    compare()
+    with torch.no_grad():
+        attention.value.weight.mul_(2.0)  # the stacked copy must follow
+    compare()
