@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import sys
 import tempfile
 import time
@@ -166,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     references = read_lines(args.data_dir / TEST_SET.with_suffix(".en"))[: args.sentences]
     print(f"{len(sources)} sentences of {TEST_SET}, {args.threads} threads, torch "
           f"{torch.__version__}, native float32 matrix products on {gemm.backend()} (nmt.gemm)")
+    if "ctranslate2" in args.engines:
+        # CTranslate2 multiplies with Intel MKL on Intel CPUs unless CT2_USE_MKL=0 selects its
+        # oneDNN backend; on one Intel Xeon with AVX-512 the MKL path was 2.7 times slower.
+        print(f"CTranslate2: CT2_USE_MKL={os.environ.get('CT2_USE_MKL', '(unset)')}")
 
     # One process per engine: torch and CTranslate2 each bring an OpenMP runtime, and in one
     # process the engine measured second ran up to 2 times slower than on its own.
