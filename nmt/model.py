@@ -122,19 +122,22 @@ class DecoderCache:
                              repeat(layer.self_value)) for layer in self.layers]
         return DecoderCache(self.source_mask, layers, self.length, self.group * group)
 
-    def select(self, indices: torch.Tensor) -> DecoderCache:
+    def select(self, indices: torch.Tensor, *, same_sources: bool = False) -> DecoderCache:
         """Return the cache rows `indices` (B',), for beam reordering and dropping finished rows.
 
         In a grouped cache each run of `group` consecutive indices must come from one source row,
-        as beam search's reordering does. The result keeps the grouping.
+        as beam search's reordering does. The result keeps the grouping. Pass `same_sources`
+        when the indices keep every source row in place (beams reordered within their
+        sentences), which skips checking that.
         """
         source_rows = indices
         if self.group > 1:
             source_rows = indices.view(-1, self.group)[:, 0] // self.group  # (B' / group,)
         # Reordering beams within their sentences keeps every source row: skip that copy.
-        keep_source = (source_rows.numel() == self.source_mask.size(0)
-                       and bool((source_rows == torch.arange(source_rows.numel(),
-                                                             device=indices.device)).all()))
+        keep_source = same_sources or (
+            source_rows.numel() == self.source_mask.size(0)
+            and bool((source_rows == torch.arange(source_rows.numel(),
+                                                  device=indices.device)).all()))
 
         def source_select(tensor: torch.Tensor) -> torch.Tensor:
             return tensor if keep_source else tensor.index_select(0, source_rows)

@@ -144,15 +144,17 @@ def beam_search(
     beam_scores = torch.zeros(batch, beam, device=device)
     beam_scores[:, 1:] = float("-inf")  # every beam starts identical: keep only the first
     sentence_ids = torch.arange(batch, device=device)  # original index of each sentence still live
+    live_ids = sentence_ids.tolist()  # the same, as a list
+    limits = max_lengths.tolist()
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
 
     for step in range(int(max_lengths.max())):
-        live = sentence_ids.numel()
+        live = len(live_ids)
         states, _ = model.decode(tokens[:, -1:], cache)
         step_scores = torch.log_softmax(model.logits(states[:, -1]).float(), dim=-1)  # (b·K, V)
         _ban_repeated_ngrams(tokens[:, 1:], step_scores, no_repeat_ngram_size)
-        at_limit = (max_lengths[sentence_ids] <= step + 1).repeat_interleave(beam)  # (b·K,)
-        if at_limit.any():
+        if step + 1 >= min(limits[i] for i in live_ids):
+            at_limit = (max_lengths[sentence_ids] <= step + 1).repeat_interleave(beam)  # (b·K,)
             step_scores[at_limit] = float("-inf")
             step_scores[at_limit, eos_id] = 0.0
 
@@ -166,31 +168,39 @@ def beam_search(
         is_eos = (token == eos_id) & (candidate_scores > float("-inf"))
 
         # Candidates ending in eos among the top K become finished hypotheses.
-        for sentence, rank in is_eos[:, :beam].nonzero().tolist():
+        ended = is_eos[:, :beam].nonzero().tolist()
+        for sentence, rank in ended:
             source_row = sentence * beam + int(origin[sentence, rank])
             output = tokens[source_row, 1:].tolist()
             log_prob = float(candidate_scores[sentence, rank])
             score = log_prob / length_penalty(len(output) + 1, alpha)
-            finished[int(sentence_ids[sentence])].append(Hypothesis(output, score, log_prob))
+            finished[live_ids[sentence]].append(Hypothesis(output, score, log_prob))
 
         # The K best candidates that do not end in eos continue; at most K of 2K end in eos.
         order = (torch.arange(2 * beam, device=device) + is_eos * 2 * beam).argsort(dim=1)[:, :beam]
         next_scores = candidate_scores.gather(1, order)  # (b, K)
         next_origin = origin.gather(1, order)
-        next_token = token.gather(1, order)
+        next_token = token.gather(1, order).view(-1, 1)  # (b·K, 1)
         parent_rows = (torch.arange(live, device=device)[:, None] * beam + next_origin).view(-1)
 
-        done = torch.tensor([len(finished[int(i)]) >= beam for i in sentence_ids.tolist()],
-                            dtype=torch.bool, device=device)
-        keep = (~done).nonzero().view(-1)  # (b',) sentences still searching
-        if keep.numel() == 0:
+        # Sentences leave the batch only on a step where one of their hypotheses ended.
+        done = [len(finished[live_ids[sentence]]) >= beam for sentence, _ in ended]
+        if not any(done):
+            tokens = torch.cat([tokens[parent_rows], next_token], dim=1)
+            beam_scores = next_scores
+            cache = cache.select(parent_rows, same_sources=True)
+            continue
+        still = [index for index, i in enumerate(live_ids) if len(finished[i]) < beam]
+        if not still:
             break
+        keep = torch.tensor(still, device=device)  # (b',) sentences still searching
         keep_rows = (keep[:, None] * beam + torch.arange(beam, device=device)).view(-1)
         parent_rows = parent_rows[keep_rows]
-        tokens = torch.cat([tokens[parent_rows], next_token.view(-1, 1)[keep_rows]], dim=1)
+        tokens = torch.cat([tokens[parent_rows], next_token[keep_rows]], dim=1)
         beam_scores = next_scores[keep]
         cache = cache.select(parent_rows)
         sentence_ids = sentence_ids[keep]
+        live_ids = [live_ids[index] for index in still]
 
     results = []
     for hypotheses in finished:
