@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -33,6 +34,17 @@ def beam_size(text: str) -> int:
 
 # Packages of the `train` extra (and what they bring) that only training commands import.
 TRAIN_EXTRA_MODULES = frozenset({"datasets", "pyarrow"})
+
+
+def non_negative_float(text: str) -> float:
+    """Parse a finite number of at least 0 (an argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a number") from None
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {value}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -122,6 +134,8 @@ def _average(args: argparse.Namespace) -> int:
     averaged.load_state_dict(average_checkpoints(paths))
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     metadata = {**metadata, "weights": f"average of {len(paths)} checkpoints"}
+    if args.alpha is not None:
+        metadata["search"] = {**metadata.get("search", {}), "alpha": args.alpha}
     save_model_dir(Path(args.out), averaged, run_dir / "model" / "tokenizer.model", metadata,
                    dtype=dtype)
     print(args.out)
@@ -192,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     avg.add_argument("--last", type=positive_int, default=5,
                      help="checkpoints to average (default: 5)")
     avg.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
+    avg.add_argument("--alpha", type=non_negative_float, default=None,
+                     help="length penalty α to store as the model's search default "
+                          "(default: the run's)")
     avg.add_argument("--out", required=True, help="output model directory")
     avg.set_defaults(run=_average)
 
@@ -209,13 +226,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     try:
         from service.cli import add_serve_arguments, run_serve
-    except ImportError:  # the service's dependencies are part of the package; this is a dev tree
-        pass
+    except ImportError as error:  # a broken install: say so when serve runs, not "invalid choice"
+        # No option prefix, so that every argument lands in `ignored` and serve runs to report.
+        srv = commands.add_parser("serve", help="run the HTTP service", prefix_chars="\0")
+        srv.add_argument("ignored", nargs="*", help=argparse.SUPPRESS)
+        srv.set_defaults(run=functools.partial(_service_missing, error))
     else:
         srv = commands.add_parser("serve", help="run the HTTP service")
         add_serve_arguments(srv)
         srv.set_defaults(run=run_serve)
     return parser
+
+
+def _service_missing(error: ImportError, args: argparse.Namespace) -> int:
+    print(f"nmt serve: error: the service cannot be imported ({error}); reinstall the package "
+          "with its dependencies: pip install -e .", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:

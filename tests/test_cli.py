@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from nmt.cli import main
 from nmt.translator import Translator
+from training.checkpoints import save_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -190,3 +192,32 @@ def test_translator_names_missing_cuda(tiny_model_dir: Path) -> None:
         pytest.skip("this machine has CUDA")
     with pytest.raises(ValueError, match="device 'cuda' cannot be used: CUDA is not available"):
         Translator.load(tiny_model_dir, device="cuda")
+
+
+def test_average_stores_alpha(capsys, tiny_model_dir: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run_dir / "model")
+    weights = Translator.load(tiny_model_dir).model.state_dict()
+    for step in (1, 2):
+        save_checkpoint(run_dir / "checkpoints", step, {"model": weights}, keep=5)
+    out_dir = tmp_path / "averaged"
+    status = main(["average", "--run-dir", str(run_dir), "--last", "2", "--alpha", "1.4",
+                   "--out", str(out_dir)])
+    assert status == 0
+    assert capsys.readouterr().out.strip() == str(out_dir)
+    assert Translator.load(out_dir).options.alpha == 1.4
+
+
+@pytest.mark.parametrize("value", ["-0.5", "nan", "inf", "high"])
+def test_average_rejects_bad_alpha(capsys, value: str) -> None:
+    with pytest.raises(SystemExit) as error:
+        main(["average", "--run-dir", "run", "--alpha", value, "--out", "out"])
+    assert error.value.code == 2
+    assert "--alpha" in capsys.readouterr().err
+
+
+def test_serve_reports_a_broken_service_install(monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "service.cli", None)  # importing it raises ImportError
+    assert main(["serve", "--port", "8000"]) == 2
+    message = capsys.readouterr().err
+    assert "nmt serve: error: the service cannot be imported" in message
