@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     try:
         from service.cli import add_serve_arguments, run_serve
-    except ImportError as error:  # a broken install: say so when serve runs, not "invalid choice"
+    except ImportError as error:  # a broken install: serve reports it instead of "invalid choice"
         # No option prefix, so that every argument lands in `ignored` and serve runs to report.
         srv = commands.add_parser("serve", help="run the HTTP service", prefix_chars="\0")
         srv.add_argument("ignored", nargs="*", help=argparse.SUPPRESS)
