@@ -4,10 +4,11 @@
 #   docker run -p 127.0.0.1:8000:8000 hindi-nmt
 #
 # The image serves the model in models/hi-en. TORCH_SPEC holds the pip arguments that
-# install torch; the default is the CPU-only build, which is far smaller than the CUDA one.
+# install torch; the default is the CPU-only build of the release the project is tested and
+# benchmarked with, far smaller than the CUDA one.
 FROM python:3.11-slim
 
-ARG TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
+ARG TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
