@@ -36,6 +36,9 @@ def beam_size(text: str) -> int:
 TRAIN_EXTRA_MODULES = frozenset({"datasets", "pyarrow"})
 
 
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+
 def non_negative_float(text: str) -> float:
     """Parse a finite number of at least 0 (an argparse type)."""
     try:
@@ -157,7 +160,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nmt", description=__doc__)
-    parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    parser.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
+                        help="logging level (default: INFO)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     tok = commands.add_parser("train-tokenizer", help="train the joint SentencePiece model")

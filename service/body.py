@@ -88,7 +88,7 @@ def _decode_json(body: bytes) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise APIError(
             400,
-            f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}",
+            f"malformed JSON: {error.msg} (line {error.lineno}, column {error.colno})",
         ) from error
     except RecursionError as error:  # json.loads recurses once per level of nesting
         raise APIError(400, "malformed JSON: arrays or objects are nested too deeply") from error

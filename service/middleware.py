@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import BodyTooLargeError, error_response
@@ -21,6 +22,9 @@ from service.metrics import ServiceMetrics
 logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# The status that logs and metrics record for a request whose client went away before its body
+# was read (nginx's convention); no response is sent.
+CLIENT_CLOSED_REQUEST = 499
 # Incoming ids are echoed into logs and headers, so only short plain tokens are honoured.
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _UNMATCHED_ROUTE = "unmatched"
@@ -71,6 +75,12 @@ class RequestContextMiddleware:
             if not status["started"]:
                 response = error_response(request_id, 413, error.message)
                 await response(scope, receive, send_with_request_id)
+        except ClientDisconnect:
+            # The client closed the connection before its body arrived. No response can reach
+            # it, and the server made no error, so this is not counted as a 500.
+            logger.info("request %s: the client disconnected while sending the body", request_id)
+            if not status["started"]:
+                status["code"] = CLIENT_CLOSED_REQUEST
         except Exception as error:
             self.metrics.exceptions.labels(type(error).__name__).inc()
             logger.exception("request %s failed with an unhandled exception", request_id)

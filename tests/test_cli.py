@@ -221,3 +221,10 @@ def test_serve_reports_a_broken_service_install(monkeypatch, capsys) -> None:
     assert main(["serve", "--port", "8000"]) == 2
     message = capsys.readouterr().err
     assert "nmt serve: error: the service cannot be imported" in message
+
+
+def test_rejects_unknown_log_level(capsys) -> None:
+    with pytest.raises(SystemExit) as error:
+        main(["--log-level", "loud", "translate"])
+    assert error.value.code == 2
+    assert "--log-level: invalid choice: 'LOUD'" in capsys.readouterr().err

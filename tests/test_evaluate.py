@@ -419,3 +419,24 @@ def test_model_translations_match_translator(tmp_path):
     translator = Translator.load(model_dir)
     expected = translate_lines(translator, [sources[0], sources[2]], beam_size=2)
     assert translations == [expected[0], "", expected[1]]
+
+
+@pytest.mark.parametrize("target, words", [
+    ("outdir", "is a directory; give a file name"),
+    ("src.hi/out.en", "src.hi is a file, not a directory"),
+])
+def test_evaluate_bad_out_fails_before_translating(tmp_path, hyp_ref, monkeypatch, capsys,
+                                                   target: str, words: str):
+    (tmp_path / "outdir").mkdir()
+    src = tmp_path / "src.hi"
+    src.write_text("".join(f"{line}\n" for line in read_lines(hyp_ref[1])), encoding="utf-8")
+
+    def never(*args, **kwargs):
+        raise AssertionError("translated before checking --out")
+
+    monkeypatch.setattr("training.evaluate.translate_with_service", never)
+    args = parse_evaluate_args(["--service", "http://127.0.0.1:9", "--src", str(src),
+                                "--ref", str(hyp_ref[1]), "--out", str(tmp_path / target)])
+
+    assert run_evaluate(args) == 2
+    assert words in capsys.readouterr().err

@@ -90,6 +90,8 @@ def test_supported_sources(service_client: TestClient, source: str) -> None:
 RAW_BODIES = [
     # (content type, body bytes, status, words in the error)
     ("application/json", b'{"text": ', 400, "malformed JSON"),
+    ("application/json", b'{"text": "\xe0\xa4\xae', 400,
+     "Unterminated string starting at (line 1, column 10)"),
     ("application/json", b"", 400, "request body is empty"),
     ("application/json", b'{"text": "\xff\xfe"}', 400, "not valid UTF-8: byte 0xff at offset 10"),
     ("application/x-www-form-urlencoded", b"q=\xff", 400, "not valid UTF-8"),
@@ -410,3 +412,35 @@ def test_repeated_json_key_422(service_client: TestClient) -> None:
     )
     assert response.status_code == 422
     assert response.json()["error"] == "text: field is given more than once"
+
+
+def test_client_disconnect_while_sending_body_is_no_500(
+    service_client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that closes the connection mid-body gets no response and is no server error."""
+    caplog.set_level(logging.INFO)
+    messages = iter([
+        {"type": "http.request", "body": b'{"text": "', "more_body": True},
+        {"type": "http.disconnect"},
+    ])
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return next(messages)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/translate", "raw_path": b"/translate", "query_string": b"",
+        "root_path": "", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000),
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"100"),
+                    (b"x-request-id", b"gone-1")],
+    }
+    service_client.portal.call(service_client.app, scope, receive, send)
+
+    assert sent == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    request_lines = [r.getMessage() for r in caplog.records if "gone-1" in r.getMessage()]
+    assert any("status=499" in line for line in request_lines)

@@ -382,6 +382,8 @@ def _produce_hypotheses(args: argparse.Namespace, reference_count: int) -> list[
             f"{reference_count}"
         )
 
+    if args.out is not None:  # checked now, not after a long translation run
+        _check_output_file(args.out)
     batch_size = _value_or(args.batch_size, DEFAULT_BATCH_SIZE)
     if args.model is not None:
         hypotheses = translate_with_model(
@@ -406,6 +408,18 @@ def _produce_hypotheses(args: argparse.Namespace, reference_count: int) -> list[
         args.out.write_text("".join(f"{line}\n" for line in hypotheses), encoding="utf-8")
         logger.info("wrote %d translations to %s", len(hypotheses), args.out)
     return hypotheses
+
+
+def _check_output_file(path: Path) -> None:
+    """Raise ValueError unless `path` can be written as a file: not a directory, and not below
+    an existing file."""
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a directory; give a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"--out {path}: {parent} is a file, not a directory")
+            break
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
