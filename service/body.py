@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -84,7 +85,8 @@ def _decode_json(body: bytes) -> dict[str, Any]:
     if not text.strip():
         raise APIError(400, 'request body is empty; send a JSON object such as {"text": "..."}')
     try:
-        data = json.loads(text, object_pairs_hook=_reject_repeated_keys, parse_int=_parse_int)
+        data = json.loads(text, object_pairs_hook=_reject_repeated_keys, parse_int=_parse_int,
+                          parse_float=_parse_float, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
         raise APIError(
             400,
@@ -109,6 +111,19 @@ def _parse_int(digits: str) -> int:
         raise APIError(400, f"malformed JSON: an integer has {count} digits, more than the "
                             f"{MAX_JSON_INTEGER_DIGITS} accepted")
     return int(digits)
+
+
+def _parse_float(text: str) -> float:
+    """Parse a JSON number with a fraction or exponent, rejecting one beyond float's range."""
+    value = float(text)
+    if math.isinf(value):
+        raise APIError(400, f"malformed JSON: the number {truncate(text)} is out of range")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    """Reject NaN, Infinity and -Infinity, which Python's json accepts but JSON does not."""
+    raise APIError(400, f"malformed JSON: {name} is not a JSON value")
 
 
 def _reject_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
