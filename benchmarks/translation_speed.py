@@ -54,6 +54,9 @@ class Result:
     target_tokens: int
     bleu: float
     outputs: tuple[str, ...]
+    # Native engine only: decoder calls and the target rows (hypotheses) they ran on.
+    decode_steps: int = 0
+    decode_rows: int = 0
 
     @property
     def sentences_per_second(self) -> float:
@@ -102,16 +105,43 @@ def run(translator: Translator, sources: list[str], references: list[str], *, en
     for start in range(0, len(warmup), batch_size):
         translator.translate(warmup[start:start + batch_size], beam_size=beam_size)
     outputs: list[str] = []
+    counter = _DecodeCounter(translator) if engine == "native" else None
     started, cpu_started = time.perf_counter(), time.process_time()
     for start in range(0, len(sources), batch_size):
         chunk = sources[start:start + batch_size]
         outputs += [t.text for t in translator.translate(chunk, beam_size=beam_size)]
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    if counter is not None:
+        counter.detach()
 
     tokens = sum(len(ids) for ids in translator.tokenizer.encode_batch(outputs, normalize=False))
     bleu = score_corpus(outputs, references).bleu
     return Result(engine, compute_type, beam_size, batch_size, seconds, cpu_seconds,
-                  len(sources), tokens, bleu, tuple(outputs))
+                  len(sources), tokens, bleu, tuple(outputs),
+                  counter.steps if counter else 0, counter.rows if counter else 0)
+
+
+class _DecodeCounter:
+    """Count the decoder calls of a native translator and the target rows of each.
+
+    A batch keeps decoding until its last sentence ends, with fewer rows as sentences finish,
+    so the mean rows per step shows how full the batches stayed.
+    """
+
+    def __init__(self, translator: Translator) -> None:
+        self.model = translator.model
+        self.steps = self.rows = 0
+        decode = self.model.decode
+
+        def counted(target, cache, **options):
+            self.steps += 1
+            self.rows += target.size(0)
+            return decode(target, cache, **options)
+
+        self.model.decode = counted  # an instance attribute hides the method until detach
+
+    def detach(self) -> None:
+        del self.model.decode
 
 
 def print_report(results: list[Result]) -> None:
@@ -135,6 +165,13 @@ def print_report(results: list[Result]) -> None:
         print(f"  {compute_type:8s} beam {beam} batch {batch:2d}: "
               f"{native.tokens_per_second / other.tokens_per_second:5.2f}   "
               f"(by CPU time {cpu_ratio:4.2f}; identical outputs: {same}/{native.sentences})")
+
+    print("\nnative decoding steps (decoder calls; rows = hypotheses decoded per call):")
+    for r in results:
+        if r.engine == "native" and r.decode_steps:
+            print(f"  {r.compute_type:8s} beam {r.beam_size} batch {r.batch_size:2d}: "
+                  f"{r.decode_steps} steps, {r.decode_rows / r.decode_steps:.1f} rows per step "
+                  f"(a full batch has {r.beam_size * r.batch_size})")
 
     print("\nint8 BLEU change (int8 - float32):")
     for (engine, compute_type, beam, batch), quantized in by_key.items():

@@ -8,6 +8,11 @@ a search. It sorts each group by length and packs it into batches of at most
 `max_batch_tokens` padded source tokens. With merging off, each job is packed and
 translated on its own. Either way the model runs in one worker thread, never on the
 event loop, and batches run one at a time.
+
+NOTE: a batch runs until its last sentence ends. Its rows thin out as sentences finish, and
+requests that arrive meanwhile wait for the whole batch. Adding new sentences to the search
+between decoding steps (continuous batching) would keep the rows full; it is not built (see
+benchmarks/README.md for how many steps run with few rows).
 """
 
 from __future__ import annotations

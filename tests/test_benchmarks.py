@@ -3,6 +3,7 @@ input. Their figures mean nothing here, and `benchmarks/README.md` has real ones
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,8 @@ def test_translation_speed_runs_each_engine(tiny_model_dir: Path, tmp_path: Path
         assert f"done: {engine} float32 beam 2 batch 2" in done.stdout
     if len(engines) == 2:
         assert "float32  beam 2 batch  2:" in done.stdout
+    assert re.search(r"float32  beam 2 batch  2: \d+ steps, [\d.]+ rows per step \(a full batch "
+                     r"has 4\)", done.stdout)
 
 
 def test_training_speed_names_missing_pairs(tmp_path: Path) -> None:
