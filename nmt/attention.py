@@ -17,6 +17,8 @@ from nmt import gemm
 
 __all__ = ["InferenceLinear", "MultiHeadAttention", "Packing"]
 
+_JOINT_CACHE = "_stacked_query_key_value"  # an attribute of MultiHeadAttention
+
 
 class InferenceLinear(nn.Linear):
     """nn.Linear that, in inference, multiplies through `nmt.gemm`, which keeps a copy of the
@@ -122,13 +124,22 @@ class MultiHeadAttention(nn.Module):
         """Return the query, key and value weights stacked (3D, D) and their biases (3D,),
         cached until a parameter changes."""
         tensors = [t for p in (self.query, self.key, self.value) for t in (p.weight, p.bias)]
-        key = tuple((t.data_ptr(), None if t.is_inference() else t._version) for t in tensors)
-        cached = self.__dict__.get("_joint_cache")
+        key = tuple((t.data_ptr(), t.dtype, t.device,
+                     None if t.is_inference() else t._version) for t in tensors)
+        cached = self.__dict__.get(_JOINT_CACHE)
         if cached is None or cached[0] != key:
+            # `gemm` keys its copies of the stacked weight by address, which a new stack may
+            # reuse, so they are dropped with the old stack.
+            self.forget_prepared_weights()
             weight = torch.cat([t.detach() for t in tensors[0::2]])
             bias = torch.cat([t.detach() for t in tensors[1::2]])
-            cached = self.__dict__["_joint_cache"] = (key, weight, bias)
+            cached = self.__dict__[_JOINT_CACHE] = (key, weight, bias)
         return cached[1], cached[2]
+
+    def forget_prepared_weights(self) -> None:
+        """Drop the stacked query, key and value weights and `gemm`'s copies of them."""
+        self.__dict__.pop(_JOINT_CACHE, None)
+        gemm.forget_weights(self)
 
     def project_key_value(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the keys and values of `memory` (B, L, D), each (B, H, L, Dh).

@@ -164,12 +164,15 @@ def _small(rows: torch.Tensor, weight: torch.Tensor) -> bool:
 def prepared_weight(owner: nn.Module, weight: torch.Tensor, layout: str) -> torch.Tensor:
     """Return `weight` (out, in) in `layout`, "transposed" or "onednn", cached on `owner`.
 
-    The cache key is the weight's storage address and version counter, which an optimizer step,
-    `load_state_dict` or a move to another device all change. The cache is a plain attribute,
-    so it is not part of the state dict.
+    The cache key is the weight's storage address, dtype, device and version counter, which an
+    optimizer step, `load_state_dict` or a conversion change. The cache is a plain attribute,
+    so it is not part of the state dict. NOTE: a new tensor of the same dtype that lands at the
+    old one's freed address would match the key. Call `forget_weights` after replacing weights
+    in any other way.
     """
-    # An inference tensor has no version counter; such a weight is keyed by its address alone.
-    key = (weight.data_ptr(), None if weight.is_inference() else weight._version)
+    # An inference tensor has no version counter; it is keyed without one.
+    key = (weight.data_ptr(), weight.dtype, weight.device,
+           None if weight.is_inference() else weight._version)
     cache = owner.__dict__.setdefault(_CACHE_ATTRIBUTE, {})
     cached = cache.get(layout)
     if cached is None or cached[0] != key:

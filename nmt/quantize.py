@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from nmt import gemm
-from nmt.attention import InferenceLinear
+from nmt.attention import InferenceLinear, MultiHeadAttention
 from nmt.model import Transformer
 
 __all__ = ["quantize_model", "quantize_translator"]
@@ -44,6 +44,8 @@ def quantize_model(model: Transformer) -> Transformer:
         if isinstance(module, InferenceLinear):
             module.__class__ = nn.Linear
             gemm.forget_weights(module)
+        elif isinstance(module, MultiHeadAttention):
+            module.forget_prepared_weights()  # its projections are no longer InferenceLinear
 
     # NOTE: torch 2.13 warns that torch.ao.quantization is deprecated in favour of torchao. It
     # still works there, and the figures in benchmarks/README.md were measured with it.

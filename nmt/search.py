@@ -159,12 +159,13 @@ def beam_search(
             step_scores[at_limit, eos_id] = 0.0
 
         # A sentence's 2K best extensions are among the 2K best tokens of each of its beams, so
-        # only those are added to their beam's score.
-        row_scores, row_tokens = step_scores.topk(2 * beam, dim=1)  # (b·K, 2K)
-        total = (row_scores + beam_scores.view(-1, 1)).view(live, beam * 2 * beam)  # (b, K·2K)
+        # only those (all of them, in a vocabulary under 2K) are added to their beam's score.
+        per_beam = min(2 * beam, step_scores.size(-1))
+        row_scores, row_tokens = step_scores.topk(per_beam, dim=1)  # (b·K, k)
+        total = (row_scores + beam_scores.view(-1, 1)).view(live, beam * per_beam)  # (b, K·k)
         candidate_scores, candidates = total.topk(2 * beam, dim=1)  # (b, 2K), best first
-        origin = candidates // (2 * beam)  # beam each candidate extends (b, 2K)
-        token = row_tokens.view(live, beam * 2 * beam).gather(1, candidates)
+        origin = candidates // per_beam  # beam each candidate extends (b, 2K)
+        token = row_tokens.view(live, beam * per_beam).gather(1, candidates)
         is_eos = (token == eos_id) & (candidate_scores > float("-inf"))
 
         # Candidates ending in eos among the top K become finished hypotheses.

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from nmt import gemm
+from nmt.attention import InferenceLinear, MultiHeadAttention
 
 
 @pytest.fixture
@@ -150,3 +151,24 @@ def test_onednn_sends_small_products_to_openblas(choose, restore_threads, monkey
         gemm.linear(torch.ones(64, 256), large, torch.ones(1024, 256))  # oneDNN
     assert calls == [(1, 8000), (8, 256)]
     assert "onednn" in large.__dict__["_gemm_weights"]
+
+
+@pytest.mark.parametrize("value", ["torch", "openblas", ONEDNN])
+def test_joint_projection_follows_weight_changes(choose, restore_threads, value: str) -> None:
+    """The stacked query/key/value weight is rebuilt after each change, and no backend copy of
+    an earlier stack is reused, even where a new stack lands at a freed stack's address."""
+    choose(value)
+    gemm.set_threads(1)  # with onednn, small products then run on OpenBLAS
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(128, 4, linear=InferenceLinear).eval()
+    one_row, many_rows = torch.randn(1, 1, 128), torch.randn(64, 1, 128)  # (B, L, D)
+    for change in range(60):
+        with torch.no_grad():
+            attention.value.weight.copy_(torch.randn(128, 128))  # in place, as an optimizer step
+        with torch.inference_mode():
+            attention.project_query_key_value(many_rows)  # a large product: one layout
+            if change % 2:
+                continue
+            _, _, value_heads = attention.project_query_key_value(one_row)  # a small product
+        expected = nn.functional.linear(one_row, attention.value.weight, attention.value.bias)
+        torch.testing.assert_close(value_heads.transpose(1, 2).reshape(1, 1, 128), expected)

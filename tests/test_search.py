@@ -261,3 +261,17 @@ def test_golden_beam(model, sources) -> None:
         [[tokens for tokens, _ in hs] for hs in GOLDEN_BEAM]
     for hypotheses, golden in zip(found, GOLDEN_BEAM, strict=True):
         assert [s for _, s in hypotheses] == pytest.approx([s for _, s in golden], abs=1e-4)
+
+
+def test_beam_wider_than_half_the_vocabulary() -> None:
+    torch.manual_seed(1)
+    config = ModelConfig(vocab_size=12, d_model=16, n_heads=2, d_ff=32, encoder_layers=1,
+                         decoder_layers=1, dropout=0.0, max_positions=32)
+    model = Transformer(config, pad_id=PAD).eval()
+    sources = torch.tensor([[5, 6, 7, EOS]])
+
+    (hypotheses,) = beam_search(model, sources, bos_id=BOS, eos_id=EOS, beam_size=8, n_best=8)
+
+    assert len(hypotheses) == 8
+    scores = [h.score for h in hypotheses]
+    assert scores == sorted(scores, reverse=True)
