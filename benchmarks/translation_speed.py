@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.__version__}, native float32 matrix products on {gemm.backend()} (nmt.gemm)")
     if "ctranslate2" in args.engines:
         # CTranslate2 multiplies with Intel MKL on Intel CPUs unless CT2_USE_MKL=0 selects its
-        # oneDNN backend; on one Intel Xeon with AVX-512 the MKL path was 2.7 times slower.
+        # oneDNN backend. On one AVX-512 Intel Xeon, its MKL beam search was 2.5-6 times slower.
         print(f"CTranslate2: CT2_USE_MKL={os.environ.get('CT2_USE_MKL', '(unset)')}")
 
     # One process per engine: torch and CTranslate2 each bring an OpenMP runtime, and in one

@@ -17,7 +17,7 @@ from nmt import gemm
 
 __all__ = ["InferenceLinear", "MultiHeadAttention", "Packing"]
 
-_JOINT_CACHE = "_stacked_query_key_value"  # an attribute of MultiHeadAttention
+_STACKED_WEIGHTS = "_stacked_weights"  # the cache attribute of MultiHeadAttention
 
 
 class InferenceLinear(nn.Linear):
@@ -114,31 +114,31 @@ class MultiHeadAttention(nn.Module):
             q = self.split_heads(self.query(x))
             return (q, *self.project_key_value(x))
         batch, length, d_model = x.shape
-        weight, bias = self._joint_query_key_value()  # (3D, D), (3D,)
-        joint = gemm.linear(x.reshape(-1, d_model), self, weight, bias)  # (B·L, 3D)
-        joint = joint.view(batch, length, 3, self.n_heads, self.head_dim)
-        q, key, value = joint.permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, L, Dh) each
+        weight, bias = self._stack_query_key_value()  # (3D, D), (3D,)
+        stacked = gemm.linear(x.reshape(-1, d_model), self, weight, bias)  # (B·L, 3D)
+        stacked = stacked.view(batch, length, 3, self.n_heads, self.head_dim)
+        q, key, value = stacked.permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, L, Dh) each
         return q, key, value
 
-    def _joint_query_key_value(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _stack_query_key_value(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the query, key and value weights stacked (3D, D) and their biases (3D,),
         cached until a parameter changes."""
         tensors = [t for p in (self.query, self.key, self.value) for t in (p.weight, p.bias)]
         key = tuple((t.data_ptr(), t.dtype, t.device,
                      None if t.is_inference() else t._version) for t in tensors)
-        cached = self.__dict__.get(_JOINT_CACHE)
+        cached = self.__dict__.get(_STACKED_WEIGHTS)
         if cached is None or cached[0] != key:
             # `gemm` keys its copies of the stacked weight by address, which a new stack may
             # reuse, so they are dropped with the old stack.
             self.forget_prepared_weights()
             weight = torch.cat([t.detach() for t in tensors[0::2]])
             bias = torch.cat([t.detach() for t in tensors[1::2]])
-            cached = self.__dict__[_JOINT_CACHE] = (key, weight, bias)
+            cached = self.__dict__[_STACKED_WEIGHTS] = (key, weight, bias)
         return cached[1], cached[2]
 
     def forget_prepared_weights(self) -> None:
         """Drop the stacked query, key and value weights and `gemm`'s copies of them."""
-        self.__dict__.pop(_JOINT_CACHE, None)
+        self.__dict__.pop(_STACKED_WEIGHTS, None)
         gemm.forget_weights(self)
 
     def project_key_value(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,7 +23,8 @@ The backend is chosen once per process from NMT_GEMM: `auto` (default) takes `on
 torch has it, else `openblas` when the CPU is not Intel's and NumPy's BLAS is OpenBLAS, else
 `torch`. The service translates on a worker thread, where oneDNN brought no gain (see
 `automatic_backend`), so `nmt serve` sets NMT_GEMM to `automatic_backend(main_thread=False)` when
-it is `auto`. NOTE: `onednn` was measured against the others on an AVX-512 AMD EPYC only.
+it is `auto`. NOTE: the backends were compared on two AVX-512 CPUs only. `onednn` won on an
+AMD EPYC, and on an Intel Xeon the three ran a decoding step's products within about 5%.
 
 Training and autograd always use torch. The backends round differently, so a beam search can
 pick a different hypothesis where two scores nearly tie.

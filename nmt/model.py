@@ -131,7 +131,7 @@ class DecoderCache:
         sentences), which skips checking that.
         """
         source_rows = indices
-        if self.group > 1:
+        if self.group > 1 and not same_sources:
             source_rows = indices.view(-1, self.group)[:, 0] // self.group  # (B' / group,)
         # Reordering beams within their sentences keeps every source row: skip that copy.
         keep_source = same_sources or (

@@ -216,7 +216,7 @@ def test_average_rejects_bad_alpha(capsys, value: str) -> None:
     assert "--alpha" in capsys.readouterr().err
 
 
-def test_serve_reports_a_broken_service_install(monkeypatch, capsys) -> None:
+def test_serve_reports_broken_install(monkeypatch, capsys) -> None:
     monkeypatch.setitem(sys.modules, "service.cli", None)  # importing it raises ImportError
     assert main(["serve", "--port", "8000"]) == 2
     message = capsys.readouterr().err

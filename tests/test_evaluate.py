@@ -425,8 +425,8 @@ def test_model_translations_match_translator(tmp_path):
     ("outdir", "is a directory; give a file name"),
     ("src.hi/out.en", "src.hi is a file, not a directory"),
 ])
-def test_evaluate_bad_out_fails_before_translating(tmp_path, hyp_ref, monkeypatch, capsys,
-                                                   target: str, words: str):
+def test_evaluate_bad_out_fails_early(tmp_path, hyp_ref, monkeypatch, capsys, target: str,
+                                      words: str):
     (tmp_path / "outdir").mkdir()
     src = tmp_path / "src.hi"
     src.write_text("".join(f"{line}\n" for line in read_lines(hyp_ref[1])), encoding="utf-8")

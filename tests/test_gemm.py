@@ -154,7 +154,7 @@ def test_onednn_sends_small_products_to_openblas(choose, restore_threads, monkey
 
 
 @pytest.mark.parametrize("value", ["torch", "openblas", ONEDNN])
-def test_joint_projection_follows_weight_changes(choose, restore_threads, value: str) -> None:
+def test_stacked_projection_follows_weight_changes(choose, restore_threads, value: str) -> None:
     """The stacked query/key/value weight is rebuilt after each change, and no backend copy of
     an earlier stack is reused, even where a new stack lands at a freed stack's address."""
     choose(value)

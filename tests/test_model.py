@@ -289,7 +289,7 @@ def test_packed_training_gradients_match_padded_layout() -> None:
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
-def test_joint_query_key_value_matches_separate_projections() -> None:
+def test_stacked_projection_matches_separate() -> None:
     torch.manual_seed(0)
     attention = MultiHeadAttention(32, 4, linear=InferenceLinear).eval()
     x = torch.randn(3, 5, 32)  # (B, L, D)

@@ -263,7 +263,7 @@ def test_golden_beam(model, sources) -> None:
         assert [s for _, s in hypotheses] == pytest.approx([s for _, s in golden], abs=1e-4)
 
 
-def test_beam_wider_than_half_the_vocabulary() -> None:
+def test_beam_wider_than_half_vocabulary() -> None:
     torch.manual_seed(1)
     config = ModelConfig(vocab_size=12, d_model=16, n_heads=2, d_ff=32, encoder_layers=1,
                          decoder_layers=1, dropout=0.0, max_positions=32)

@@ -419,7 +419,7 @@ def test_repeated_json_key_422(service_client: TestClient) -> None:
     assert response.json()["error"] == "text: field is given more than once"
 
 
-def test_client_disconnect_while_sending_body_is_no_500(
+def test_disconnect_mid_body_not_500(
     service_client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A client that closes the connection mid-body gets no response and is no server error."""
