@@ -330,6 +330,12 @@ def test_service_error_raises(dev_service):
         translate_with_service(dev_service.url, ["ok", "FAIL"])
 
 
+def test_service_error_names_source_lines(dev_service):
+    sources = ["a", "", "b", "c", "FAIL"]
+    with pytest.raises(TranslationError, match="source lines 4-5 failed .*HTTP 500"):
+        translate_with_service(dev_service.url, sources, batch_size=2)
+
+
 def test_service_unreachable_raises():
     with FakeService({}) as stopped:
         url = stopped.url

@@ -151,7 +151,14 @@ def _translate_in_batches(
     started = time.perf_counter()
     for start in range(0, len(pending), batch_size):
         rows = pending[start : start + batch_size]
-        hypotheses_batch = translate_batch([sources[i] for i in rows])
+        try:
+            hypotheses_batch = translate_batch([sources[i] for i in rows])
+        except TranslationError as error:
+            # A service names the texts of its request by index: say which lines they were.
+            raise TranslationError(
+                f"translating source lines {rows[0] + 1}-{rows[-1] + 1} failed (blank lines "
+                f"are not sent; texts[i] is the i-th line sent): {error}"
+            ) from error
         for row, hypothesis in zip(rows, hypotheses_batch, strict=True):
             hypotheses[row] = hypothesis
         logger.info("translated %d/%d segments", start + len(rows), len(pending))
