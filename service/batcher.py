@@ -9,10 +9,10 @@ a search. It sorts each group by length and packs it into batches of at most
 translated on its own. Either way the model runs in one worker thread, never on the
 event loop, and batches run one at a time.
 
-NOTE: a batch runs until its last sentence ends. Its rows thin out as sentences finish, and
-requests that arrive meanwhile wait for the whole batch. Adding new sentences to the search
-between decoding steps (continuous batching) would keep the rows full; it is not built (see
-benchmarks/README.md for how many steps run with few rows).
+NOTE: a batch runs until its last sentence ends, and requests that arrive meanwhile wait for
+the whole batch. A search that took new sentences between decoding steps (continuous batching)
+was tried and kept its rows full, but on 2 CPU cores it was no faster, because a step's time
+grows almost in proportion to its rows (see benchmarks/README.md).
 """
 
 from __future__ import annotations
