@@ -5,7 +5,8 @@
 #
 # Builds with container-build and runs with container-run, the podman wrappers in the
 # directory NMT_CONTAINER_TOOLS (default: ../shared/tools beside the repository). When
-# those tools or podman are missing, it prints why and exits 0 without checking anything.
+# those tools or podman are missing, it prints why and exits 77 (the exit status that
+# Automake and Meson test harnesses read as "skipped") without checking anything.
 # The image needs a model in models/hi-en.
 #
 # Environment:
@@ -29,11 +30,11 @@ base_url="http://127.0.0.1:$port"
 
 if [ ! -x "$tools/container-build" ] || [ ! -x "$tools/container-run" ]; then
   echo "container-smoke: skipped: no container-build and container-run in $tools" >&2
-  exit 0
+  exit 77
 fi
 if ! command -v podman >/dev/null; then
   echo "container-smoke: skipped: podman is not installed (run $tools/container-setup)" >&2
-  exit 0
+  exit 77
 fi
 for file in model.safetensors config.json tokenizer.model metadata.json; do
   if [ ! -f "$repo/models/hi-en/$file" ]; then
