@@ -8,8 +8,9 @@ fixed weights. Three backends multiply them:
   torch's Inductor uses for frozen CPU linears), so no call re-packs the weight. On one AVX-512
   core of an AMD EPYC (torch 2.13), a 16 × 256 by 256 × 8000 product took 629 µs, against
   958 µs with NumPy's OpenBLAS and 1084 µs with torch's MKL. But each oneDNN call costs some
-  15-25 µs more, so after `set_threads` the small products that `_small` selects run on one
-  OpenBLAS thread instead.
+  15-25 µs more, so after `set_threads` small products run elsewhere: on an Intel CPU with
+  torch's MKL, products of under 32 rows (`_SMALL_ROWS_ON_MKL`); on other CPUs, the products
+  that `_small` selects, on one OpenBLAS thread.
 - `openblas`: NumPy's matrix product (OpenBLAS) on a transposed copy of each weight, for fp32
   CPU tensors in inference, while torch runs on one thread. torch's CPU builds multiply fp32
   matrices with Intel MKL, which is slow on AMD CPUs: on one thread of an AVX2 AMD EPYC,
@@ -24,7 +25,8 @@ torch has it, else `openblas` when the CPU is not Intel's and NumPy's BLAS is Op
 `torch`. The service translates on a worker thread, where oneDNN brought no gain (see
 `automatic_backend`), so `nmt serve` sets NMT_GEMM to `automatic_backend(main_thread=False)` when
 it is `auto`. NOTE: the backends were compared on two AVX-512 CPUs only. `onednn` won on an
-AMD EPYC, and on an Intel Xeon the three ran a decoding step's products within about 5%.
+AMD EPYC. On an Intel Xeon the three ran a decoding step's products within about 5%, apart from
+products of under 32 rows, where MKL was fastest.
 
 Training and autograd always use torch. The backends round differently, so a beam search can
 pick a different hypothesis where two scores nearly tie.
@@ -56,7 +58,12 @@ _ONEDNN_BATCH_HINT = 32
 _SMALL_MULTIPLY_ADDS = 600_000
 _SMALL_WEIGHT = 256 * 256
 _SMALL_WEIGHT_ROWS = 32
-_small_products_on_openblas = False
+# On an Intel CPU, products of fewer rows run on torch's MKL instead. On 2 cores of an Intel Xeon
+# (AVX-512, torch 2.13), MKL took 15 against 27 µs for 4 × 256 by 256 × 1024, 37 against 49 µs
+# for 16 rows, and as long as oneDNN from 40 rows on. Beam 4 over iitb-test sentences then ran
+# 1.25-1.37 times as fast at batch 1 and 1.04-1.16 times at batch 32 (two alternating runs).
+_SMALL_ROWS_ON_MKL = 32
+_small_products_on: str | None = None  # "mkl" or "openblas" once `set_threads` has chosen
 
 
 @functools.cache
@@ -98,16 +105,18 @@ def set_threads(threads: int | None = None, *, quantized: bool = False) -> None:
     the other backends torch gets them all. Pass `quantized=True` for a model whose linear layers
     are torch's int8 ones, which run on torch's threads.
     """
-    global _small_products_on_openblas
+    global _small_products_on
     from threadpoolctl import threadpool_limits
 
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     threads = threads or _DEFAULT_THREADS
     choice = backend()
-    if choice == "onednn" and _numpy_blas() == "openblas":
+    if choice == "onednn" and _intel_cpu() and torch.backends.mkl.is_available():
+        _small_products_on = "mkl"
+    elif choice == "onednn" and _numpy_blas() == "openblas":
         threadpool_limits(limits=1, user_api="blas")
-        _small_products_on_openblas = True
+        _small_products_on = "openblas"
     if choice == "openblas" and not quantized:
         threadpool_limits(limits=threads, user_api="blas")
         torch.set_num_threads(1)
@@ -132,11 +141,14 @@ def linear(rows: torch.Tensor, owner: nn.Module, weight: torch.Tensor,
               and weight.dtype == torch.float32 and not torch.is_grad_enabled())
     on_openblas = choice == "openblas" and torch.get_num_threads() == 1
     if native and choice == "onednn":
-        if not (_small_products_on_openblas and _small(rows, weight)):
+        if _small_products_on == "mkl" and rows.size(0) < _SMALL_ROWS_ON_MKL:
+            on_openblas = False  # torch's product below
+        elif _small_products_on == "openblas" and _small(rows, weight):
+            on_openblas = True
+        else:
             packed = prepared_weight(owner, weight, "onednn")
             return torch.ops.mkldnn._linear_pointwise(rows, packed, bias,
                                                       "relu" if relu else "none", [], "")
-        on_openblas = True
 
     weight_t = prepared_weight(owner, weight, "transposed")  # (in, out)
     if native and on_openblas:

@@ -136,7 +136,8 @@ def test_rejects_zero_threads(choose, restore_threads) -> None:
 @pytest.mark.skipif(not gemm._onednn_available() or gemm._numpy_blas() != "openblas",
                     reason="needs oneDNN packed linear and NumPy with OpenBLAS")
 def test_onednn_sends_small_products_to_openblas(choose, restore_threads, monkeypatch) -> None:
-    monkeypatch.setattr(gemm, "_small_products_on_openblas", False)  # restored after the test
+    monkeypatch.setattr(gemm, "_small_products_on", None)  # restored after the test
+    monkeypatch.setattr(gemm, "_intel_cpu", lambda: False)
     choose("onednn")
     gemm.set_threads(2)
     assert _blas_threads() == 1  # OpenBLAS runs its products on the calling thread only
@@ -153,12 +154,34 @@ def test_onednn_sends_small_products_to_openblas(choose, restore_threads, monkey
     assert "onednn" in large.__dict__["_gemm_weights"]
 
 
+@pytest.mark.skipif(not gemm._onednn_available() or not torch.backends.mkl.is_available(),
+                    reason="needs oneDNN packed linear and torch with MKL")
+def test_onednn_sends_small_products_to_mkl_on_intel(choose, restore_threads,
+                                                     monkeypatch) -> None:
+    monkeypatch.setattr(gemm, "_small_products_on", None)  # restored after the test
+    monkeypatch.setattr(gemm, "_intel_cpu", lambda: True)
+    choose("onednn")
+    gemm.set_threads(2)
+    assert gemm._small_products_on == "mkl"
+    small, large = nn.Module(), nn.Module()
+    torch.manual_seed(0)
+    weight, bias = torch.randn(1024, 256), torch.randn(1024)
+    with torch.inference_mode():
+        for module, rows in ((small, 31), (large, 32)):
+            x = torch.randn(rows, 256)
+            out = gemm.linear(x, module, weight, bias, relu=True)
+            torch.testing.assert_close(out, torch.relu(x @ weight.T + bias), rtol=1e-4,
+                                       atol=1e-4)
+    assert set(small.__dict__["_gemm_weights"]) == {"transposed"}  # torch's product
+    assert set(large.__dict__["_gemm_weights"]) == {"onednn"}
+
+
 @pytest.mark.parametrize("value", ["torch", "openblas", ONEDNN])
 def test_stacked_projection_follows_weight_changes(choose, restore_threads, value: str) -> None:
     """The stacked query/key/value weight is rebuilt after each change, and no backend copy of
     an earlier stack is reused, even where a new stack lands at a freed stack's address."""
     choose(value)
-    gemm.set_threads(1)  # with onednn, small products then run on OpenBLAS
+    gemm.set_threads(1)  # with onednn, small products then run on MKL or OpenBLAS
     torch.manual_seed(0)
     attention = MultiHeadAttention(128, 4, linear=InferenceLinear).eval()
     one_row, many_rows = torch.randn(1, 1, 128), torch.randn(64, 1, 128)  # (B, L, D)
