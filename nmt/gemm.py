@@ -9,8 +9,8 @@ fixed weights. Three backends multiply them:
   core of an AMD EPYC (torch 2.13), a 16 × 256 by 256 × 8000 product took 629 µs, against
   958 µs with NumPy's OpenBLAS and 1084 µs with torch's MKL. But each oneDNN call costs some
   15-25 µs more, so after `set_threads` small products run elsewhere: on an Intel CPU with
-  torch's MKL, products of under 32 rows (`_SMALL_ROWS_ON_MKL`); on other CPUs, the products
-  that `_small` selects, on one OpenBLAS thread.
+  torch's MKL, products of under 32 rows (`_SMALL_ROWS_ON_MKL`) on MKL; otherwise, where NumPy's
+  BLAS is OpenBLAS, the products that `_small` selects on one OpenBLAS thread.
 - `openblas`: NumPy's matrix product (OpenBLAS) on a transposed copy of each weight, for fp32
   CPU tensors in inference, while torch runs on one thread. torch's CPU builds multiply fp32
   matrices with Intel MKL, which is slow on AMD CPUs: on one thread of an AVX2 AMD EPYC,
@@ -26,7 +26,7 @@ torch has it, else `openblas` when the CPU is not Intel's and NumPy's BLAS is Op
 `automatic_backend`), so `nmt serve` sets NMT_GEMM to `automatic_backend(main_thread=False)` when
 it is `auto`. NOTE: the backends were compared on two AVX-512 CPUs only. `onednn` won on an
 AMD EPYC. On an Intel Xeon the three ran a decoding step's products within about 5%, apart from
-products of under 32 rows, where MKL was fastest.
+products of under 32 rows, where MKL was the fastest of the three.
 
 Training and autograd always use torch. The backends round differently, so a beam search can
 pick a different hypothesis where two scores nearly tie.
@@ -53,16 +53,18 @@ _CACHE_ATTRIBUTE = "_gemm_weights"
 # The batch size oneDNN chooses its weight layout for: the rows of a beam-4 step of 8 sentences.
 # In a beam search over 100 sentences, 32 gave faster search than 1 or 128.
 _ONEDNN_BATCH_HINT = 32
-# With `onednn`, the products that `_small` selects run on one OpenBLAS thread instead, once
-# `set_threads` has limited OpenBLAS to that thread.
+# Where `set_threads` chose OpenBLAS for the small products of `onednn`, `_small` selects them.
 _SMALL_MULTIPLY_ADDS = 600_000
 _SMALL_WEIGHT = 256 * 256
 _SMALL_WEIGHT_ROWS = 32
-# On an Intel CPU, products of fewer rows run on torch's MKL instead. On 2 cores of an Intel Xeon
-# (AVX-512, torch 2.13), MKL took 15 against 27 µs for 4 × 256 by 256 × 1024, 37 against 49 µs
-# for 16 rows, and as long as oneDNN from 40 rows on. Beam 4 over iitb-test sentences then ran
-# 1.25-1.37 times as fast at batch 1 and 1.04-1.16 times at batch 32 (two alternating runs).
-_SMALL_ROWS_ON_MKL = 32
+# On an Intel CPU, products of fewer rows run on torch's MKL instead of oneDNN. On 2 cores of an
+# Intel Xeon (AVX-512, torch 2.13), 4 × 256 by 256 × 1024 took 15 µs on MKL, 27 on oneDNN and 60
+# on one OpenBLAS thread; at 16 rows MKL took 37 against 49 on oneDNN, and from 40 rows on the two
+# were level. The limit is the batch oneDNN's packed layout is chosen for. Translating the first
+# 200 iitb-test sentences with beam 4 (60 at batch 1) then ran 1.25-1.37 times as fast at batch 1
+# and 1.04-1.16 times at batch 32, in two alternating runs. NOTE: a layer that sees both small
+# and large products keeps both a packed and a transposed copy of its weight.
+_SMALL_ROWS_ON_MKL = _ONEDNN_BATCH_HINT
 _small_products_on: str | None = None  # "mkl" or "openblas" once `set_threads` has chosen
 
 
@@ -112,7 +114,7 @@ def set_threads(threads: int | None = None, *, quantized: bool = False) -> None:
         raise ValueError(f"threads must be at least 1, got {threads}")
     threads = threads or _DEFAULT_THREADS
     choice = backend()
-    if choice == "onednn" and _intel_cpu() and torch.backends.mkl.is_available():
+    if choice == "onednn" and _intel_cpu(unknown=False) and torch.backends.mkl.is_available():
         _small_products_on = "mkl"
     elif choice == "onednn" and _numpy_blas() == "openblas":
         threadpool_limits(limits=1, user_api="blas")
@@ -124,8 +126,10 @@ def set_threads(threads: int | None = None, *, quantized: bool = False) -> None:
                     "on 1 torch thread", threads)
     else:
         torch.set_num_threads(threads)
-        logger.info("inference: torch on %d thread(s), matrix products on %s", threads,
-                    "torch (int8)" if quantized else choice)
+        products = "torch (int8)" if quantized else choice
+        if choice == "onednn" and _small_products_on and not quantized:
+            products += f", small ones on {_small_products_on}"
+        logger.info("inference: torch on %d thread(s), matrix products on %s", threads, products)
 
 
 def linear(rows: torch.Tensor, owner: nn.Module, weight: torch.Tensor,
@@ -141,11 +145,9 @@ def linear(rows: torch.Tensor, owner: nn.Module, weight: torch.Tensor,
               and weight.dtype == torch.float32 and not torch.is_grad_enabled())
     on_openblas = choice == "openblas" and torch.get_num_threads() == 1
     if native and choice == "onednn":
-        if _small_products_on == "mkl" and rows.size(0) < _SMALL_ROWS_ON_MKL:
-            on_openblas = False  # torch's product below
-        elif _small_products_on == "openblas" and _small(rows, weight):
+        if _small_products_on == "openblas" and _small(rows, weight):
             on_openblas = True
-        else:
+        elif not (_small_products_on == "mkl" and rows.size(0) < _SMALL_ROWS_ON_MKL):
             packed = prepared_weight(owner, weight, "onednn")
             return torch.ops.mkldnn._linear_pointwise(rows, packed, bias,
                                                       "relu" if relu else "none", [], "")
@@ -217,12 +219,13 @@ def _onednn_available() -> bool:
     return bool(torch.equal(out, torch.full((2, 4), 8.0)))
 
 
-def _intel_cpu() -> bool:
-    """Check whether /proc/cpuinfo names Intel as the vendor (True where it cannot be read)."""
+def _intel_cpu(*, unknown: bool = True) -> bool:
+    """Check whether /proc/cpuinfo names Intel as the vendor; return `unknown` where it cannot
+    be read."""
     try:
         info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return True
+        return unknown
     return "GenuineIntel" in info
 
 

@@ -11,8 +11,9 @@ event loop, and batches run one at a time.
 
 NOTE: a batch runs until its last sentence ends, and requests that arrive meanwhile wait for
 the whole batch. A search that took new sentences between decoding steps (continuous batching)
-was tried and kept its rows full, but on 2 CPU cores it was no faster, because a step's time
-grows almost in proportion to its rows (see benchmarks/README.md).
+was tried and kept its rows full, but on 2 CPU cores it was no faster. A step's time grows almost
+in proportion to its rows, so the steps it saved were worth about a tenth of the time, and its
+wider attention and slot bookkeeping cost as much (see benchmarks/README.md).
 """
 
 from __future__ import annotations

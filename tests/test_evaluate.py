@@ -330,9 +330,13 @@ def test_service_error_raises(dev_service):
         translate_with_service(dev_service.url, ["ok", "FAIL"])
 
 
-def test_service_error_names_source_lines(dev_service):
-    sources = ["a", "", "b", "c", "FAIL"]
-    with pytest.raises(TranslationError, match="source lines 4-5 failed .*HTTP 500"):
+@pytest.mark.parametrize(("sources", "lines"), [
+    (["a", "", "b", "c", "FAIL"], "4, 5"),
+    (["a", "", "FAIL"], "1, 3"),  # the blank line is not sent
+    (["a", "b", "FAIL"], "3"),
+])
+def test_service_error_names_source_lines(dev_service, sources, lines):
+    with pytest.raises(TranslationError, match=f"source lines {lines} failed .*HTTP 500"):
         translate_with_service(dev_service.url, sources, batch_size=2)
 
 

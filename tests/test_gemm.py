@@ -137,7 +137,7 @@ def test_rejects_zero_threads(choose, restore_threads) -> None:
                     reason="needs oneDNN packed linear and NumPy with OpenBLAS")
 def test_onednn_sends_small_products_to_openblas(choose, restore_threads, monkeypatch) -> None:
     monkeypatch.setattr(gemm, "_small_products_on", None)  # restored after the test
-    monkeypatch.setattr(gemm, "_intel_cpu", lambda: False)
+    monkeypatch.setattr(gemm, "_intel_cpu", lambda **_: False)
     choose("onednn")
     gemm.set_threads(2)
     assert _blas_threads() == 1  # OpenBLAS runs its products on the calling thread only
@@ -159,10 +159,16 @@ def test_onednn_sends_small_products_to_openblas(choose, restore_threads, monkey
 def test_onednn_sends_small_products_to_mkl_on_intel(choose, restore_threads,
                                                      monkeypatch) -> None:
     monkeypatch.setattr(gemm, "_small_products_on", None)  # restored after the test
-    monkeypatch.setattr(gemm, "_intel_cpu", lambda: True)
+    monkeypatch.setattr(gemm, "_intel_cpu", lambda **_: True)
     choose("onednn")
     gemm.set_threads(2)
     assert gemm._small_products_on == "mkl"
+    numpy_products, torch_products = [], []
+    from_numpy, addmm = torch.from_numpy, torch.addmm
+    monkeypatch.setattr(torch, "from_numpy", lambda array: numpy_products.append(array.shape)
+                        or from_numpy(array))
+    monkeypatch.setattr(torch, "addmm", lambda *args: torch_products.append(args[1].shape)
+                        or addmm(*args))
     small, large = nn.Module(), nn.Module()
     torch.manual_seed(0)
     weight, bias = torch.randn(1024, 256), torch.randn(1024)
@@ -172,7 +178,8 @@ def test_onednn_sends_small_products_to_mkl_on_intel(choose, restore_threads,
             out = gemm.linear(x, module, weight, bias, relu=True)
             torch.testing.assert_close(out, torch.relu(x @ weight.T + bias), rtol=1e-4,
                                        atol=1e-4)
-    assert set(small.__dict__["_gemm_weights"]) == {"transposed"}  # torch's product
+    assert torch_products == [(31, 256)]  # torch's product (MKL) for the small one
+    assert numpy_products == []  # nothing on OpenBLAS
     assert set(large.__dict__["_gemm_weights"]) == {"onednn"}
 
 

@@ -155,9 +155,10 @@ def _translate_in_batches(
             hypotheses_batch = translate_batch([sources[i] for i in rows])
         except TranslationError as error:
             # A service names the texts of its request by index: say which lines they were.
+            lines = ", ".join(str(row + 1) for row in rows)
             raise TranslationError(
-                f"translating source lines {rows[0] + 1}-{rows[-1] + 1} failed (blank lines "
-                f"are not sent; texts[i] is the i-th line sent): {error}"
+                f"translating source lines {lines} failed (texts[i] in a service's message is "
+                f"the i-th of them): {error}"
             ) from error
         for row, hypothesis in zip(rows, hypotheses_batch, strict=True):
             hypotheses[row] = hypothesis
