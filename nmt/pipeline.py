@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from nmt.normalize import ascii_digits
 from nmt.quality import FLAG_NOT_HINDI, NOT_HINDI_SHARE, devanagari_share, sort_flags
 from nmt.segment import Segmented, split_text
+from nmt.translator import needs_translation
 
 __all__ = ["TextResult", "assemble", "segment_texts", "translate_lines", "translate_texts"]
 
@@ -68,7 +69,11 @@ def assemble(item: Segmented, translations: Sequence[Any], n_best: int = 1) -> T
         return TextResult(translation=layout.join([]), score=0.0, alternatives=[], flags=flags)
 
     best = layout.join([translation.text for translation in translations])
-    score = sum(translation.score for translation in translations) / len(translations)
+    # A sentence passed through untranslated has score 0.0, the best log-probability there is:
+    # scores average over the translated sentences only.
+    translated = [index for index, sentence in enumerate(item.sentences)
+                  if needs_translation(sentence)]
+    score = _mean([translations[index].score for index in translated])
 
     hypotheses = [translation.alternatives or [translation] for translation in translations]
     available = max(len(hyps) for hyps in hypotheses)
@@ -80,7 +85,7 @@ def assemble(item: Segmented, translations: Sequence[Any], n_best: int = 1) -> T
         if text == best or text in alternatives:
             continue
         alternatives.append(text)
-        alternative_scores.append(sum(hypothesis.score for hypothesis in chosen) / len(chosen))
+        alternative_scores.append(_mean([chosen[index].score for index in translated]))
 
     sentences = [
         (sentence, translation.text)
@@ -94,6 +99,10 @@ def assemble(item: Segmented, translations: Sequence[Any], n_best: int = 1) -> T
         sentences=sentences,
         flags=flags,
     )
+
+
+def _mean(scores: list[float]) -> float:
+    return sum(scores) / len(scores) if scores else 0.0
 
 
 def _text_flags(item: Segmented, translations: Sequence[Any]) -> list[str]:

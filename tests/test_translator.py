@@ -297,6 +297,22 @@ def test_load_rejects_vocabulary_mismatch(tiny_model_dir: Path, tmp_path: Path) 
         Translator.load(model_dir)
 
 
+def test_assemble_score_leaves_out_untranslated_sentences() -> None:
+    from nmt.pipeline import assemble, segment_texts
+    from nmt.translator import Translation
+
+    (item,) = segment_texts(["राम आया। Hello there. श्याम गया।"])
+    assert len(item.sentences) == 3
+    first = Translation("Ram came.", -1.0, [Hypothesis("Ram came.", -1.0),
+                                            Hypothesis("Ram arrived.", -2.0)])
+    passed = Translation("Hello there.", 0.0, [Hypothesis("Hello there.", 0.0)])  # not Hindi
+    third = Translation("Shyam went.", -3.0, [Hypothesis("Shyam went.", -3.0),
+                                              Hypothesis("Shyam left.", -4.0)])
+    result = assemble(item, [first, passed, third], n_best=2)
+    assert result.score == pytest.approx(-2.0)  # (-1 - 3) / 2, not (-1 + 0 - 3) / 3
+    assert result.alternative_scores == [pytest.approx(-3.0)]  # (-2 - 4) / 2
+
+
 def test_assemble_skips_duplicate_alternatives() -> None:
     from nmt.pipeline import assemble, segment_texts
     from nmt.translator import Translation
