@@ -69,7 +69,7 @@ def assemble(item: Segmented, translations: Sequence[Any], n_best: int = 1) -> T
         return TextResult(translation=layout.join([]), score=0.0, alternatives=[], flags=flags)
 
     best = layout.join([translation.text for translation in translations])
-    # A sentence passed through untranslated has score 0.0, the best log-probability there is:
+    # A sentence passed through untranslated has score 0.0, the best log-probability there is, so
     # scores average over the translated sentences only.
     translated = [index for index, sentence in enumerate(item.sentences)
                   if needs_translation(sentence)]
