@@ -28,12 +28,13 @@ expect_english=${NMT_SMOKE_EXPECT_ENGLISH:-1}
 container="nmt-smoke-$$"
 base_url="http://127.0.0.1:$port"
 
-if [ ! -x "$tools/container-build" ] || [ ! -x "$tools/container-run" ]; then
-  echo "container-smoke: skipped: no container-build and container-run in $tools" >&2
-  exit 77
-fi
 if ! command -v podman >/dev/null; then
   echo "container-smoke: skipped: podman is not installed (run $tools/container-setup)" >&2
+  exit 77
+fi
+if [ ! -x "$tools/container-build" ] || [ ! -x "$tools/container-run" ]; then
+  echo "container-smoke: skipped: no container-build and container-run in $tools" \
+       "(set NMT_CONTAINER_TOOLS to their directory)" >&2
   exit 77
 fi
 for file in model.safetensors config.json tokenizer.model metadata.json; do

@@ -330,14 +330,23 @@ def test_service_error_raises(dev_service):
         translate_with_service(dev_service.url, ["ok", "FAIL"])
 
 
-@pytest.mark.parametrize(("sources", "lines"), [
-    (["a", "", "b", "c", "FAIL"], "4, 5"),
-    (["a", "", "FAIL"], "1, 3"),  # the blank line is not sent
-    (["a", "b", "FAIL"], "3"),
-])
-def test_service_error_names_source_lines(dev_service, sources, lines):
-    with pytest.raises(TranslationError, match=f"source lines {lines} failed .*HTTP 500"):
-        translate_with_service(dev_service.url, sources, batch_size=2)
+def test_service_error_names_source_line(dev_service, monkeypatch):
+    def reject_long(endpoint, body, timeout, headers):
+        if "d" * 10 in body["texts"]:
+            raise TranslationError(f"{endpoint} returned HTTP 422: texts[1]: 6000 characters "
+                                   f"are over the limit of 5000")
+        return {"translations": [text.upper() for text in body["texts"]]}
+
+    monkeypatch.setattr("training.evaluate._post_json", reject_long)
+    sources = ["a", "b", "", "c", "d" * 10]  # the blank line is not sent
+    with pytest.raises(TranslationError, match=r"HTTP 422: source line 5: 6000 characters"):
+        translate_with_service(dev_service.url, sources, batch_size=2, timeout=5)
+
+
+def test_service_error_without_index_unchanged(dev_service):
+    with pytest.raises(TranslationError, match="HTTP 500: .*model exploded") as raised:
+        translate_with_service(dev_service.url, ["ok", "FAIL"], batch_size=2)
+    assert "source line" not in str(raised.value)
 
 
 def test_service_unreachable_raises():

@@ -11,10 +11,12 @@ translation service (``POST URL/translate`` with ``{"texts": [...]}``).
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import logging
 import os
+import re
 import sys
 import time
 import urllib.error
@@ -154,12 +156,11 @@ def _translate_in_batches(
         try:
             hypotheses_batch = translate_batch([sources[i] for i in rows])
         except TranslationError as error:
-            # A service names the texts of its request by index: say which lines they were.
-            lines = ", ".join(str(row + 1) for row in rows)
-            raise TranslationError(
-                f"translating source lines {lines} failed (texts[i] in a service's message is "
-                f"the i-th of them): {error}"
-            ) from error
+            # A service names a text of its request by index (texts[i]), so name its line.
+            message = _TEXT_INDEX.sub(functools.partial(_source_line, rows=rows), str(error))
+            if message == str(error):
+                raise
+            raise TranslationError(message) from error
         for row, hypothesis in zip(rows, hypotheses_batch, strict=True):
             hypotheses[row] = hypothesis
         logger.info("translated %d/%d segments", start + len(rows), len(pending))
@@ -167,6 +168,14 @@ def _translate_in_batches(
     elapsed = time.perf_counter() - started
     logger.info("translated %d segments in %.1f s", len(pending), elapsed)
     return hypotheses
+
+
+_TEXT_INDEX = re.compile(r"\btexts\[(\d+)\]")
+
+
+def _source_line(match: re.Match[str], rows: list[int]) -> str:
+    index = int(match.group(1))
+    return f"source line {rows[index] + 1}" if index < len(rows) else match.group(0)
 
 
 def translate_with_model(
