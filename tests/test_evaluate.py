@@ -252,6 +252,11 @@ class FakeService:
                 if "LOCKED" in body["texts"]:
                     self._send(401, {"error": "missing API key"})
                     return
+                if "TOO LONG" in body["texts"]:  # the service's 422 names the text by index
+                    index = body["texts"].index("TOO LONG")
+                    self._send(422, {"error": f"texts[{index}]: 6000 characters are over the "
+                                              f"limit of 5000"})
+                    return
                 if self.path != "/translate" or "FAIL" in body["texts"]:
                     self._send(500, {"detail": "model exploded"})
                     return
@@ -330,17 +335,10 @@ def test_service_error_raises(dev_service):
         translate_with_service(dev_service.url, ["ok", "FAIL"])
 
 
-def test_service_error_names_source_line(dev_service, monkeypatch):
-    def reject_long(endpoint, body, timeout, headers):
-        if "d" * 10 in body["texts"]:
-            raise TranslationError(f"{endpoint} returned HTTP 422: texts[1]: 6000 characters "
-                                   f"are over the limit of 5000")
-        return {"translations": [text.upper() for text in body["texts"]]}
-
-    monkeypatch.setattr("training.evaluate._post_json", reject_long)
-    sources = ["a", "b", "", "c", "d" * 10]  # the blank line is not sent
-    with pytest.raises(TranslationError, match=r"HTTP 422: source line 5: 6000 characters"):
-        translate_with_service(dev_service.url, sources, batch_size=2, timeout=5)
+def test_service_error_names_source_line(dev_service):
+    sources = ["a", "b", "", "c", "TOO LONG"]  # the blank line is not sent
+    with pytest.raises(TranslationError, match=r"HTTP 422: .*source line 5: 6000 characters"):
+        translate_with_service(dev_service.url, sources, batch_size=2)
 
 
 def test_service_error_without_index_unchanged(dev_service):
