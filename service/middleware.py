@@ -76,9 +76,10 @@ class RequestContextMiddleware:
                 response = error_response(request_id, 413, error.message)
                 await response(scope, receive, send_with_request_id)
         except ClientDisconnect:
-            # The client closed the connection before its body arrived. No response can reach
-            # it, and the server made no error, so this is not counted as a 500.
-            logger.info("request %s: the client disconnected while sending the body", request_id)
+            # The client closed the connection before its body arrived or while its texts were
+            # translated. No response can reach it, and the server made no error, so this is
+            # not counted as a 500.
+            logger.info("request %s: the client disconnected before the response", request_id)
             if not status["started"]:
                 status["code"] = CLIENT_CLOSED_REQUEST
         except Exception as error:

@@ -234,3 +234,60 @@ def test_collect_stops_at_max_wait() -> None:
     arrivals = [0.0, 0.15, 0.3, 0.45, 0.6]
     batches = asyncio.run(_collect_arrivals(arrivals, window_s=0.3, max_wait_s=0.4))
     assert batches == [[0, 1, 2], [3, 4]]
+
+
+def test_disconnect_cancels_translation(monkeypatch) -> None:
+    from starlette.requests import ClientDisconnect
+
+    from service.routes import translate as route
+
+    monkeypatch.setattr(route, "DISCONNECT_POLL_S", 0.01)
+    cancelled = []
+
+    class GoneClient:
+        state = type("State", (), {"request_id": "gone"})()
+
+        async def is_disconnected(self) -> bool:
+            return True
+
+    async def slow_translation() -> str:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+        return "done"
+
+    async def run() -> None:
+        with pytest.raises(ClientDisconnect):
+            await route.until_disconnected(GoneClient(), slow_translation())
+
+    started = time.perf_counter()
+    asyncio.run(run())
+    assert cancelled == [True]
+    assert time.perf_counter() - started < 5
+
+
+def test_cancelled_request_not_translated() -> None:
+    translated: list[list[str]] = []
+
+    def translate_batch(sentences, options):
+        translated.append(list(sentences))
+        return sentences
+
+    async def run() -> list[str]:
+        batcher = DynamicBatcher(translate_batch, merge_requests=True, window_s=0.2,
+                                 max_batch_tokens=1000, max_pending_sentences=100,
+                                 metrics=ServiceMetrics())
+        await batcher.start()
+        options = DecodeOptions(beam_size=1, n_best=1, max_length=None)
+        gone = asyncio.create_task(batcher.translate(["gone"], [1], options))
+        await asyncio.sleep(0.05)  # queued, and the batcher waits for more within its window
+        gone.cancel()
+        result = await batcher.translate(["kept"], [1], options)
+        assert batcher.pending_sentences == 0
+        await batcher.stop()
+        return result
+
+    assert asyncio.run(run()) == ["kept"]
+    assert translated == [["kept"]]

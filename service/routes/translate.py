@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from nmt.translator import needs_translation
 from service.batcher import DecodeOptions, TooManySentencesError
@@ -32,6 +36,10 @@ from service.settings import Settings
 from service.translation import TextResult, TranslationService
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# How often a request that waits for its translation checks whether its client is still there.
+DISCONNECT_POLL_S = 0.5
 
 router = APIRouter(tags=["translation"])
 
@@ -101,7 +109,9 @@ async def translate(
 
     started = time.perf_counter()
     try:
-        results = await service.translate(texts, _decode_options(translate_request, settings))
+        results = await until_disconnected(
+            request, service.translate(texts, _decode_options(translate_request, settings))
+        )
     except TooManySentencesError as error:
         field = translate_request.input_field
         detail = ErrorDetail(field=field, message=error.message)
@@ -125,6 +135,30 @@ async def translate(
             for (source, target), attention_map in zip(translated, maps, strict=True)
         ]
     return _build_response(translate_request, results, elapsed_ms, attention)
+
+
+async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, and cancel it once the client has disconnected.
+
+    Cancelling the translation drops the request's sentences that have not been translated yet,
+    so a client that gave up does not hold up the requests behind it. The batch running at that
+    moment runs to its end. Raises ClientDisconnect after cancelling.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                logger.info("request %s: the client disconnected, so its translation is "
+                            "cancelled", getattr(request.state, "request_id", "-"))
+                raise ClientDisconnect()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def _attention_layer(
