@@ -59,11 +59,11 @@ _SMALL_WEIGHT = 256 * 256
 _SMALL_WEIGHT_ROWS = 32
 # On an Intel CPU, products of fewer rows run on torch's MKL instead of oneDNN. On 2 cores of an
 # Intel Xeon (AVX-512, torch 2.13), 4 × 256 by 256 × 1024 took 15 µs on MKL, 27 on oneDNN and 60
-# on one OpenBLAS thread; at 16 rows MKL took 37 against 49 on oneDNN, and from 40 rows on the two
+# on one OpenBLAS thread. At 16 rows MKL took 37 against 49 on oneDNN, and from 40 rows on the two
 # were level. The limit is the batch oneDNN's packed layout is chosen for. Translating the first
 # 200 iitb-test sentences with beam 4 (60 at batch 1) then ran 1.25-1.37 times as fast at batch 1
-# and 1.04-1.16 times at batch 32, in two alternating runs. NOTE: a layer that sees both small
-# and large products keeps both a packed and a transposed copy of its weight.
+# and 1.04-1.16 times at batch 32, in two alternating runs. NOTE: a layer that multiplies both
+# few and many rows keeps both a packed and a transposed copy of its weight.
 _SMALL_ROWS_ON_MKL = _ONEDNN_BATCH_HINT
 _small_products_on: str | None = None  # "mkl" or "openblas" once `set_threads` has chosen
 

@@ -244,8 +244,8 @@ def test_disconnect_cancels_translation(monkeypatch) -> None:
     monkeypatch.setattr(route, "DISCONNECT_POLL_S", 0.01)
     cancelled = []
 
-    class GoneClient:
-        state = type("State", (), {"request_id": "gone"})()
+    class DisconnectedClient:
+        state = type("State", (), {"request_id": "disconnected"})()
 
         async def is_disconnected(self) -> bool:
             return True
@@ -260,7 +260,7 @@ def test_disconnect_cancels_translation(monkeypatch) -> None:
 
     async def run() -> None:
         with pytest.raises(ClientDisconnect):
-            await route.until_disconnected(GoneClient(), slow_translation())
+            await route.until_disconnected(DisconnectedClient(), slow_translation())
 
     started = time.perf_counter()
     asyncio.run(run())
@@ -281,9 +281,9 @@ def test_cancelled_request_not_translated() -> None:
                                  metrics=ServiceMetrics())
         await batcher.start()
         options = DecodeOptions(beam_size=1, n_best=1, max_length=None)
-        gone = asyncio.create_task(batcher.translate(["gone"], [1], options))
+        abandoned = asyncio.create_task(batcher.translate(["abandoned"], [1], options))
         await asyncio.sleep(0.05)  # queued, and the batcher waits for more within its window
-        gone.cancel()
+        abandoned.cancel()
         result = await batcher.translate(["kept"], [1], options)
         assert batcher.pending_sentences == 0
         await batcher.stop()
