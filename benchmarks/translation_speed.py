@@ -131,17 +131,17 @@ class _DecodeCounter:
     def __init__(self, translator: Translator) -> None:
         self.model = translator.model
         self.steps = self.rows = 0
-        decode = self.model.decode
+        decode_step = self.model.decode_step
 
-        def counted(target, cache, **options):
+        def counted(target, cache):
             self.steps += 1
             self.rows += target.size(0)
-            return decode(target, cache, **options)
+            return decode_step(target, cache)
 
-        self.model.decode = counted  # an instance attribute hides the method until detach
+        self.model.decode_step = counted  # an instance attribute hides the method until detach
 
     def detach(self) -> None:
-        del self.model.decode
+        del self.model.decode_step
 
 
 def print_report(results: list[Result]) -> None:

@@ -12,6 +12,7 @@ from torch import nn
 from nmt import gemm
 from nmt.attention import InferenceLinear, MultiHeadAttention, Packing
 from nmt.config import ModelConfig
+from nmt.decoder_step import StepLayer, decode_step, prepare_step
 from nmt.dropout import Dropout
 
 __all__ = ["DecoderCache", "Transformer", "sinusoidal_positions"]
@@ -108,6 +109,10 @@ class DecoderCache:
     layers: list[LayerCache] = field(default_factory=list)
     length: int = 0  # target positions decoded so far
     group: int = 1  # target rows per source row
+    # What `Transformer.decode_step` prepared at its first call: the decoder layers for
+    # `nmt.decoder_step`, or None where `decode` runs instead.
+    step_layers: list[StepLayer] | None = None
+    step_prepared: bool = False
 
     def expand(self, group: int) -> DecoderCache:
         """Return a cache with `group` target rows per source row, such as the beams of a sentence.
@@ -120,7 +125,8 @@ class DecoderCache:
 
         layers = [LayerCache(layer.cross_key, layer.cross_value, repeat(layer.self_key),
                              repeat(layer.self_value)) for layer in self.layers]
-        return DecoderCache(self.source_mask, layers, self.length, self.group * group)
+        return DecoderCache(self.source_mask, layers, self.length, self.group * group,
+                            self.step_layers, self.step_prepared)
 
     def select(self, indices: torch.Tensor, *, same_sources: bool = False) -> DecoderCache:
         """Return the cache rows `indices` (B',), for beam reordering and dropping finished rows.
@@ -148,7 +154,8 @@ class DecoderCache:
         layers = [LayerCache(source_select(layer.cross_key), source_select(layer.cross_value),
                              target_select(layer.self_key), target_select(layer.self_value))
                   for layer in self.layers]
-        return DecoderCache(source_select(self.source_mask), layers, self.length, self.group)
+        return DecoderCache(source_select(self.source_mask), layers, self.length, self.group,
+                            self.step_layers, self.step_prepared)
 
 
 class DecoderLayer(nn.Module):
@@ -312,6 +319,20 @@ class Transformer(nn.Module):
                 attention = weights
         cache.length += length
         return self.decoder_norm(x), attention
+
+    def decode_step(self, target: torch.Tensor, cache: DecoderCache) -> torch.Tensor:
+        """Decode one new position `target` (B, 1) for search; return the decoder states (B, D).
+
+        The same as `decode` (the last position of its states), through the faster flat step of
+        `nmt.decoder_step` where that supports the model. The choice is made at the first call
+        on a cache and kept with it, so a search makes it once.
+        """
+        if not cache.step_prepared:
+            cache.step_layers, cache.step_prepared = prepare_step(self), True
+        if cache.step_layers is not None:
+            return decode_step(self, cache.step_layers, target, cache)
+        states, _ = self.decode(target, cache)
+        return states[:, -1]
 
     def logits(self, states: torch.Tensor) -> torch.Tensor:
         """Project decoder states (..., D) to vocabulary logits (..., V)."""

@@ -82,8 +82,8 @@ def greedy_search(
     log_prob = torch.zeros(batch, device=device)
     live = torch.arange(batch, device=device)  # sentences still decoding (b,)
     for step in range(steps):
-        states, _ = model.decode(tokens[live, step:step + 1], cache)
-        step_scores = torch.log_softmax(model.logits(states[:, -1]).float(), dim=-1)  # (b, V)
+        states = model.decode_step(tokens[live, step:step + 1], cache)  # (b, D)
+        step_scores = torch.log_softmax(model.logits(states).float(), dim=-1)  # (b, V)
         _ban_repeated_ngrams(tokens[live, 1:step + 1], step_scores, no_repeat_ngram_size)
         at_limit = max_lengths[live] <= step + 1
         if at_limit.any():
@@ -150,8 +150,8 @@ def beam_search(
 
     for step in range(int(max_lengths.max())):
         live = len(live_ids)
-        states, _ = model.decode(tokens[:, -1:], cache)
-        step_scores = torch.log_softmax(model.logits(states[:, -1]).float(), dim=-1)  # (b·K, V)
+        states = model.decode_step(tokens[:, -1:], cache)  # (b·K, D)
+        step_scores = torch.log_softmax(model.logits(states).float(), dim=-1)  # (b·K, V)
         _ban_repeated_ngrams(tokens[:, 1:], step_scores, no_repeat_ngram_size)
         if step + 1 >= min(limits[i] for i in live_ids):
             at_limit = (max_lengths[sentence_ids] <= step + 1).repeat_interleave(beam)  # (b·K,)
