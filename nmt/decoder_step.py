@@ -6,9 +6,10 @@ For the single new position of a search step, that Python work cost more than th
 a few rows on a CPU.
 
 `decode_step` computes what `Transformer.decode` computes for one new position of a pre-norm
-model: the same products through `nmt.gemm`, the same cache, and plain matmul and softmax
-attention. `prepare_step` gathers the decoder's parts once per search, and
-`Transformer.decode_step` uses the two where `prepare_step` supports the model (else `decode`).
+model: the same products (through `nmt.gemm`, or torch's int8 layers after `nmt.quantize`), the
+same cache, and plain matmul and softmax attention. `prepare_step` gathers the decoder's parts
+once per search, and `Transformer.decode_step` uses the two where `prepare_step` supports the
+model (else `decode`).
 """
 
 from __future__ import annotations
@@ -20,11 +21,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
 from nmt import gemm
 from nmt.attention import InferenceLinear, MultiHeadAttention
 
 __all__ = ["StepLayer", "decode_step", "prepare_step"]
+
+# The linear layers a step multiplies with: float ones through `nmt.gemm`, or the int8 layers
+# that `nmt.quantize` puts in their place.
+_STEP_LINEARS = (InferenceLinear, Int8Linear)
 
 
 @dataclass(frozen=True)
@@ -34,11 +40,11 @@ class StepLayer:
     self_norm: nn.LayerNorm
     self_attention: MultiHeadAttention
     cross_norm: nn.LayerNorm
-    cross_query: InferenceLinear
-    cross_output: InferenceLinear
+    cross_query: nn.Module  # InferenceLinear or Int8Linear, as the ones below
+    cross_output: nn.Module
     feed_forward_norm: nn.LayerNorm
-    inner: InferenceLinear
-    outer: InferenceLinear
+    inner: nn.Module
+    outer: nn.Module
     activation: Callable[[torch.Tensor], torch.Tensor] | None  # None: ReLU, fused into `inner`
 
 
@@ -46,17 +52,18 @@ def prepare_step(model) -> list[StepLayer] | None:
     """Gather the decoder layers of `model` for `decode_step`.
 
     Return None where `decode_step` would not compute `model.decode`: in training or with
-    gradients on, for a post-norm model, and for decoder layers that are not `InferenceLinear`
-    (int8 ones, for example).
+    gradients on, for a post-norm model, and for decoder layers whose linear layers are neither
+    `InferenceLinear` nor torch's dynamic int8 `Linear`.
     """
     if model.training or torch.is_grad_enabled() or not model.config.pre_norm:
         return None
     layers = []
     for layer in model.decoder_layers:
-        own, cross, feed_forward = layer.self_attention, layer.cross_attention, layer.feed_forward
+        own, cross = layer.self_attention, layer.cross_attention  # MultiHeadAttention each
+        feed_forward = layer.feed_forward
         linears = (own.query, own.key, own.value, own.output, cross.query, cross.output,
                    feed_forward.inner, feed_forward.outer)
-        if not all(type(linear) is InferenceLinear for linear in linears):
+        if not all(type(linear) in _STEP_LINEARS for linear in linears):
             return None
         relu = feed_forward.activation is F.relu
         layers.append(StepLayer(
@@ -94,8 +101,7 @@ def _self_attention(attention: MultiHeadAttention, h: torch.Tensor, layer_cache)
     The new key and value are appended to `layer_cache`.
     """
     rows, heads, head_dim = h.size(0), attention.n_heads, attention.head_dim
-    weight, bias = attention._stack_query_key_value()  # (3D, D), (3D,)
-    stacked = gemm.linear(h, attention, weight, bias).view(rows, 3, heads, 1, head_dim)
+    stacked = _query_key_value(attention, h).view(rows, 3, heads, 1, head_dim)
     q, key, value = stacked.unbind(1)  # (B, H, 1, Dh) each
 
     if layer_cache.self_key is not None:
@@ -127,15 +133,28 @@ def _cross_attention(layer: StepLayer, h: torch.Tensor, layer_cache, blocked: to
     return _linear(layer.cross_output, context)
 
 
+def _query_key_value(attention: MultiHeadAttention, h: torch.Tensor) -> torch.Tensor:
+    """Return the queries, keys and values of rows `h` (B, D) side by side (B, 3D)."""
+    if type(attention.query) is InferenceLinear:
+        weight, bias = attention._stack_query_key_value()  # (3D, D), (3D,)
+        return gemm.linear(h, attention, weight, bias)
+    projections = (attention.query, attention.key, attention.value)
+    return torch.cat([projection(h) for projection in projections], dim=1)
+
+
 def _feed_forward(layer: StepLayer, h: torch.Tensor) -> torch.Tensor:
     if layer.activation is None:
         return _linear(layer.outer, _linear(layer.inner, h, relu=True))
     return _linear(layer.outer, layer.activation(_linear(layer.inner, h)))
 
 
-def _linear(linear: InferenceLinear, rows: torch.Tensor, *, relu: bool = False) -> torch.Tensor:
-    """Apply `linear` to rows (N, in) without the cost of a module call; return (N, out)."""
-    return gemm.linear(rows, linear, linear.weight, linear.bias, relu=relu)
+def _linear(linear: nn.Module, rows: torch.Tensor, *, relu: bool = False) -> torch.Tensor:
+    """Apply `linear` to rows (N, in) and return (N, out). A float layer runs without the cost
+    of a module call."""
+    if type(linear) is InferenceLinear:
+        return gemm.linear(rows, linear, linear.weight, linear.bias, relu=relu)
+    out = linear(rows)  # an int8 layer
+    return out.relu_() if relu else out
 
 
 def _norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
