@@ -11,9 +11,12 @@ event loop, and batches run one at a time.
 
 NOTE: a batch runs until its last sentence ends, and requests that arrive meanwhile wait for
 the whole batch. A search that took new sentences between decoding steps (continuous batching)
-was tried and kept its rows full, but on 2 CPU cores it was no faster. A step's time grows almost
-in proportion to its rows, so the steps it saved were worth about a tenth of the time, and its
-wider attention and slot bookkeeping cost as much (see benchmarks/README.md).
+was tried and kept its rows full, but on 2 cores of an Intel Xeon it was no faster. A step's time
+grew almost in proportion to its rows there, so the steps it saved were worth about a tenth of
+the time, and its wider attention and slot bookkeeping cost as much (see benchmarks/README.md).
+On an AVX2 AMD EPYC a step has a larger fixed cost (about 2.3 ms at 4 rows, 11 ms at 128), so
+by the same estimate the saved steps would be worth about an eighth of the time there. That was
+not measured.
 """
 
 from __future__ import annotations
