@@ -152,7 +152,7 @@ def test_evaluate_mismatch_exits_2(tmp_path, hyp_ref, capsys):
     captured = capsys.readouterr()
     assert status == 2
     assert captured.out == ""
-    assert "19 hypotheses but 20 references" in captured.err
+    assert f"{short} has 19 lines but {hyp_ref[1]} has 20" in captured.err
 
 
 def test_evaluate_missing_file_exits_2(tmp_path, hyp_ref, capsys):
@@ -217,12 +217,14 @@ def test_evaluate_directory_as_file_exits_2(tmp_path, hyp_ref, capsys):
 
 def test_evaluate_non_utf8_file_names_it(tmp_path, hyp_ref, capsys):
     latin1 = tmp_path / "latin1.en"
-    latin1.write_bytes("caf\u00e9\n".encode("latin-1"))
+    latin1.write_bytes("tea\ncaf\u00e9\n".encode("latin-1"))
 
     status = run_evaluate(parse_evaluate_args(["--hyp", str(latin1), "--ref", str(hyp_ref[1])]))
 
+    error = capsys.readouterr().err
     assert status == 2
-    assert f"{latin1} is not UTF-8 text" in capsys.readouterr().err
+    assert f"{latin1} is not UTF-8 text" in error
+    assert "at line 2, byte 7" in error
 
 
 def test_evaluate_requires_one_system(hyp_ref):

@@ -129,8 +129,9 @@ def read_lines(path: str | Path) -> list[str]:
     try:
         lines = Path(path).read_text(encoding="utf-8").split("\n")
     except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})"
-                         ) from error
+        line = error.object[:error.start].count(b"\n") + 1
+        raise ValueError(f"{path} is not UTF-8 text ({error.reason} at line {line}, byte "
+                         f"{error.start}); save it as UTF-8") from error
     if lines[-1] == "":
         lines.pop()  # the newline that ends the last line starts no new line
     return [line.removesuffix("\r") for line in lines]
@@ -390,7 +391,13 @@ def _value_or(value, default):
 
 def _produce_hypotheses(args: argparse.Namespace, reference_count: int) -> list[str]:
     if args.hyp is not None:
-        return read_lines(args.hyp)
+        hypotheses = read_lines(args.hyp)
+        if len(hypotheses) != reference_count:
+            raise ValueError(
+                f"line count mismatch: {args.hyp} has {len(hypotheses)} lines but {args.ref} "
+                f"has {reference_count}"
+            )
+        return hypotheses
 
     sources = read_lines(args.src)
     if len(sources) != reference_count:
