@@ -81,7 +81,8 @@ def _decode_utf8(data: bytes, source: str) -> str:
 
 
 def _decode_json(body: bytes) -> dict[str, Any]:
-    text = _decode_utf8(body, "request body")
+    # RFC 8259 (section 8.1) lets a parser ignore a byte order mark, which some clients send.
+    text = _decode_utf8(body, "request body").removeprefix("\ufeff")
     if not text.strip():
         raise APIError(400, 'request body is empty; send a JSON object such as {"text": "..."}')
     try:

@@ -419,6 +419,15 @@ def test_repeated_json_key_422(service_client: TestClient) -> None:
     assert response.json()["error"] == "text: field is given more than once"
 
 
+def test_json_byte_order_mark_ignored(service_client: TestClient) -> None:
+    response = service_client.post(
+        "/translate", content='\ufeff{"text": "भारत"}'.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 200
+    assert response.json()["translation"]
+
+
 def test_disconnect_mid_body_not_500(
     service_client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
