@@ -148,18 +148,21 @@ async def _handle_http_exception(request: Request, error: Exception) -> JSONResp
     return await _handle_api_error(request, api_error)
 
 
+_EMPTY_NAME = '""'
+
+
 def _field_name(location: Sequence[Any]) -> str:
-    # ("body", "texts", 2) and ("texts", 2) both become "texts[2]".
+    # ("body", "texts", 2) and ("texts", 2) both become "texts[2]". A field with an empty name
+    # (a JSON key "" or a form field "=value") is shown as "".
     name = ""
     for part in location:
         if part == "body":
             continue
         if isinstance(part, int):
             name += f"[{part}]"
-        elif name:
-            name += f".{truncate(str(part))}"
-        else:
-            name = truncate(str(part))
+            continue
+        text = truncate(str(part)) or _EMPTY_NAME
+        name = f"{name}.{text}" if name else text
     return name or "body"
 
 

@@ -419,6 +419,18 @@ def test_repeated_json_key_422(service_client: TestClient) -> None:
     assert response.json()["error"] == "text: field is given more than once"
 
 
+@pytest.mark.parametrize("content, content_type", [
+    ('{"": 1, "text": "भारत"}'.encode(), "application/json"),
+    ("=1&q=भारत".encode(), "application/x-www-form-urlencoded"),
+])
+def test_empty_field_name_shown_quoted(service_client: TestClient, content: bytes,
+                                       content_type: str) -> None:
+    response = service_client.post("/translate", content=content,
+                                   headers={"Content-Type": content_type})
+    assert response.status_code == 422
+    assert response.json()["error"].startswith('"": unknown field')
+
+
 def test_json_byte_order_mark_ignored(service_client: TestClient) -> None:
     response = service_client.post(
         "/translate", content='\ufeff{"text": "भारत"}'.encode(),
