@@ -58,6 +58,12 @@ async def read_body(request: Request) -> RequestBody:
         if media_type:
             problem = f"unsupported content type {media_type}"
         raise APIError(415, f"{problem}; send {', '.join(SUPPORTED_TYPES)}")
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        # RFC 9110 (section 15.5.16) answers 415 to a content coding the server does not read,
+        # with Accept-Encoding naming the ones it does.
+        raise APIError(415, f"unsupported Content-Encoding {truncate(encoding)}; send the body "
+                            f"uncompressed", headers={"Accept-Encoding": "identity"})
 
     # The request-context middleware rejects bodies over the size limit while streaming.
     body = await request.body()

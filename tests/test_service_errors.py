@@ -6,6 +6,7 @@ The limits come from the `service_settings` fixture: 200 characters per text, 4 
 
 from __future__ import annotations
 
+import gzip
 import logging
 import re
 
@@ -429,6 +430,17 @@ def test_empty_field_name_shown_quoted(service_client: TestClient, content: byte
                                    headers={"Content-Type": content_type})
     assert response.status_code == 422
     assert response.json()["error"].startswith('"": unknown field')
+
+
+def test_compressed_body_415(service_client: TestClient) -> None:
+    response = service_client.post(
+        "/translate", content=gzip.compress('{"text": "भारत"}'.encode()),
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert response.status_code == 415
+    assert response.json()["error"] == (
+        "unsupported Content-Encoding gzip; send the body uncompressed")
+    assert response.headers["accept-encoding"] == "identity"
 
 
 def test_json_byte_order_mark_ignored(service_client: TestClient) -> None:
