@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,9 @@ from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
 from nmt import gemm
 from nmt.attention import InferenceLinear, MultiHeadAttention
+
+if TYPE_CHECKING:  # nmt.model imports this module
+    from nmt.model import DecoderCache, LayerCache, Transformer
 
 __all__ = ["StepLayer", "decode_step", "prepare_step"]
 
@@ -48,7 +52,7 @@ class StepLayer:
     activation: Callable[[torch.Tensor], torch.Tensor] | None  # None: ReLU, fused into `inner`
 
 
-def prepare_step(model) -> list[StepLayer] | None:
+def prepare_step(model: Transformer) -> list[StepLayer] | None:
     """Gather the decoder layers of `model` for `decode_step`.
 
     Return None where `decode_step` would not compute `model.decode`: in training or with
@@ -73,7 +77,8 @@ def prepare_step(model) -> list[StepLayer] | None:
     return layers
 
 
-def decode_step(model, layers: list[StepLayer], target: torch.Tensor, cache) -> torch.Tensor:
+def decode_step(model: Transformer, layers: list[StepLayer], target: torch.Tensor,
+                cache: DecoderCache) -> torch.Tensor:
     """Decode one new target position `target` (B, 1) after the `cache.length` cached ones.
 
     Return the final decoder states (B, D). The cache grows by one position.
@@ -95,7 +100,8 @@ def decode_step(model, layers: list[StepLayer], target: torch.Tensor, cache) -> 
     return _norm(model.decoder_norm, x)
 
 
-def _self_attention(attention: MultiHeadAttention, h: torch.Tensor, layer_cache) -> torch.Tensor:
+def _self_attention(attention: MultiHeadAttention, h: torch.Tensor,
+                    layer_cache: LayerCache) -> torch.Tensor:
     """Attend from each row of `h` (B, D) to its cached positions and to itself.
 
     The new key and value are appended to `layer_cache`.
@@ -114,8 +120,8 @@ def _self_attention(attention: MultiHeadAttention, h: torch.Tensor, layer_cache)
     return _linear(attention.output, context.view(rows, heads * head_dim))  # (B, D)
 
 
-def _cross_attention(layer: StepLayer, h: torch.Tensor, layer_cache, blocked: torch.Tensor,
-                     group: int) -> torch.Tensor:
+def _cross_attention(layer: StepLayer, h: torch.Tensor, layer_cache: LayerCache,
+                     blocked: torch.Tensor, group: int) -> torch.Tensor:
     """Attend from each row of `h` (B, D) to the source keys of its sentence.
 
     Each run of `group` rows (the beams of one sentence) shares one row of keys, values and
