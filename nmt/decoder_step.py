@@ -44,10 +44,9 @@ class StepLayer:
     self_norm: nn.LayerNorm
     self_attention: MultiHeadAttention
     cross_norm: nn.LayerNorm
-    cross_query: nn.Module  # InferenceLinear or Int8Linear, as the ones below
-    cross_output: nn.Module
+    cross_attention: MultiHeadAttention
     feed_forward_norm: nn.LayerNorm
-    inner: nn.Module
+    inner: nn.Module  # InferenceLinear or Int8Linear, as `outer`
     outer: nn.Module
     activation: Callable[[torch.Tensor], torch.Tensor] | None  # None: ReLU, fused into `inner`
 
@@ -63,17 +62,19 @@ def prepare_step(model: Transformer) -> list[StepLayer] | None:
         return None
     layers = []
     for layer in model.decoder_layers:
-        own, cross = layer.self_attention, layer.cross_attention  # MultiHeadAttention each
+        self_attention, cross_attention = layer.self_attention, layer.cross_attention
         feed_forward = layer.feed_forward
-        linears = (own.query, own.key, own.value, own.output, cross.query, cross.output,
+        linears = (self_attention.query, self_attention.key, self_attention.value,
+                   self_attention.output, cross_attention.query, cross_attention.output,
                    feed_forward.inner, feed_forward.outer)
         if not all(type(linear) in _STEP_LINEARS for linear in linears):
             return None
+
         relu = feed_forward.activation is F.relu
         layers.append(StepLayer(
-            layer.self_attention_block.norm, own, layer.cross_attention_block.norm, cross.query,
-            cross.output, layer.feed_forward_block.norm, feed_forward.inner, feed_forward.outer,
-            None if relu else feed_forward.activation))
+            layer.self_attention_block.norm, self_attention, layer.cross_attention_block.norm,
+            cross_attention, layer.feed_forward_block.norm, feed_forward.inner,
+            feed_forward.outer, None if relu else feed_forward.activation))
     return layers
 
 
@@ -92,8 +93,8 @@ def decode_step(model: Transformer, layers: list[StepLayer], target: torch.Tenso
     blocked = ~cache.source_mask  # (B / group, 1, 1, S), True at padding
     for layer, layer_cache in zip(layers, cache.layers, strict=True):
         x = x + _self_attention(layer.self_attention, _norm(layer.self_norm, x), layer_cache)
-        x = x + _cross_attention(layer, _norm(layer.cross_norm, x), layer_cache, blocked,
-                                 cache.group)
+        x = x + _cross_attention(layer.cross_attention, _norm(layer.cross_norm, x), layer_cache,
+                                 blocked, cache.group)
         x = x + _feed_forward(layer, _norm(layer.feed_forward_norm, x))
 
     cache.length += 1
@@ -120,23 +121,22 @@ def _self_attention(attention: MultiHeadAttention, h: torch.Tensor,
     return _linear(attention.output, context.view(rows, heads * head_dim))  # (B, D)
 
 
-def _cross_attention(layer: StepLayer, h: torch.Tensor, layer_cache: LayerCache,
+def _cross_attention(attention: MultiHeadAttention, h: torch.Tensor, layer_cache: LayerCache,
                      blocked: torch.Tensor, group: int) -> torch.Tensor:
     """Attend from each row of `h` (B, D) to the source keys of its sentence.
 
     Each run of `group` rows (the beams of one sentence) shares one row of keys, values and
     `blocked`.
     """
-    rows, heads = h.size(0), layer.self_attention.n_heads
-    head_dim = h.size(1) // heads
-    q = _linear(layer.cross_query, h).view(rows // group, group, heads, head_dim)
+    rows, heads, head_dim = h.size(0), attention.n_heads, attention.head_dim
+    q = _linear(attention.query, h).view(rows // group, group, heads, head_dim)
     q = q.transpose(1, 2)  # (B / group, H, group, Dh)
 
     scores = q @ layer_cache.cross_key.transpose(-2, -1) / math.sqrt(head_dim)
     scores = scores.masked_fill(blocked, float("-inf"))  # (B / group, H, group, S)
     context = scores.softmax(dim=-1) @ layer_cache.cross_value  # (B / group, H, group, Dh)
     context = context.transpose(1, 2).reshape(rows, heads * head_dim)  # (B, D)
-    return _linear(layer.cross_output, context)
+    return _linear(attention.output, context)
 
 
 def _query_key_value(attention: MultiHeadAttention, h: torch.Tensor) -> torch.Tensor:

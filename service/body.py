@@ -60,8 +60,8 @@ async def read_body(request: Request) -> RequestBody:
         raise APIError(415, f"{problem}; send {', '.join(SUPPORTED_TYPES)}")
     encoding = request.headers.get("content-encoding", "").strip().lower()
     if encoding not in ("", "identity"):
-        # RFC 9110 (section 15.5.16) answers 415 to a content coding the server does not read,
-        # with Accept-Encoding naming the ones it does.
+        # RFC 9110 (section 15.5.16) calls for 415 when the server cannot read a content coding,
+        # with Accept-Encoding listing the codings it can read.
         raise APIError(415, f"unsupported Content-Encoding {truncate(encoding)}; send the body "
                             f"uncompressed", headers={"Accept-Encoding": "identity"})
 

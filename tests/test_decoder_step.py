@@ -43,7 +43,7 @@ def padded_sources() -> torch.Tensor:
 
 def run_steps(step, model: Transformer, group: int) -> tuple[torch.Tensor, list]:
     """Decode STEPS random positions with `step`, reordering rows between steps as beam search
-    does; return the states of every step (STEPS, B·group, D) and the final cache."""
+    does. Return the states of every step (STEPS, B·group, D) and the final cache."""
     generator = torch.Generator().manual_seed(2)
     with torch.inference_mode():
         memory, source_mask = model.encode(padded_sources())

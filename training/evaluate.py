@@ -389,22 +389,20 @@ def _value_or(value, default):
     return default if value is None else value
 
 
+def _read_aligned(path: Path, reference_path: Path, reference_count: int) -> list[str]:
+    """Read the lines of `path`; raise ValueError unless there is one per reference line."""
+    lines = read_lines(path)
+    if len(lines) != reference_count:
+        raise ValueError(f"line count mismatch: {path} has {len(lines)} lines but "
+                         f"{reference_path} has {reference_count}")
+    return lines
+
+
 def _produce_hypotheses(args: argparse.Namespace, reference_count: int) -> list[str]:
     if args.hyp is not None:
-        hypotheses = read_lines(args.hyp)
-        if len(hypotheses) != reference_count:
-            raise ValueError(
-                f"line count mismatch: {args.hyp} has {len(hypotheses)} lines but {args.ref} "
-                f"has {reference_count}"
-            )
-        return hypotheses
+        return _read_aligned(args.hyp, args.ref, reference_count)
 
-    sources = read_lines(args.src)
-    if len(sources) != reference_count:
-        raise ValueError(
-            f"line count mismatch: {args.src} has {len(sources)} lines but {args.ref} has "
-            f"{reference_count}"
-        )
+    sources = _read_aligned(args.src, args.ref, reference_count)
 
     if args.out is not None:  # checked now, not after a long translation run
         _check_output_file(args.out)
