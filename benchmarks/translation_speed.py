@@ -9,6 +9,12 @@ compute type is torch dynamic quantization of the linear layers (`nmt.quantize`)
 CTranslate2's int8 compute type. Target tokens are the SentencePiece pieces of the output text,
 counted the same way for both engines.
 
+By default each `translate` call gets one batch: the next `batch size` sentences in test-set
+order, as a service's batch of requests would be. With `--whole-set`, one call gets every
+sentence, and the engine sorts them by length into batches of at most `batch size`, as
+`nmt translate` does with a file. `--streams N` then lets each engine search N of those batches
+at once, on `threads / N` threads each (CTranslate2's `inter_threads` and `intra_threads`).
+
     python benchmarks/translation_speed.py --model models/hi-en --data-dir DATA_DIR
 """
 
@@ -21,7 +27,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -68,17 +74,20 @@ class Result:
 
 
 def load_engine(engine: str, model_dir: Path, ct2_dir: Path | None, compute_type: str,
-                threads: int) -> Translator:
-    """Load one engine for one compute type, on `threads` inference threads."""
+                threads: int, streams: int = 1) -> Translator:
+    """Load one engine for one compute type, on `threads` inference threads shared by `streams`
+    searches at once."""
     if engine == "native":
         translator = Translator.load(model_dir)
         if compute_type == "int8":
             quantize_translator(translator)
         gemm.set_threads(threads, quantized=compute_type == "int8")
+        translator.streams = streams
         return translator
     from nmt.ct2 import CT2Translator
 
-    return CT2Translator.load(ct2_dir, compute_type=compute_type, threads=threads)
+    return CT2Translator.load(ct2_dir, compute_type=compute_type, threads=threads,
+                              streams=streams)
 
 
 def measure_engine(engine: str, args: argparse.Namespace, ct2_dir: Path | None,
@@ -86,19 +95,23 @@ def measure_engine(engine: str, args: argparse.Namespace, ct2_dir: Path | None,
     """Time every configuration of one engine. main runs this in a fresh process per engine."""
     results = []
     for compute_type in args.compute_types:
-        translator = load_engine(engine, args.model, ct2_dir, compute_type, args.threads)
+        translator = load_engine(engine, args.model, ct2_dir, compute_type, args.threads,
+                                 args.streams)
         for beam_size in args.beam_sizes:
             for batch_size in args.batch_sizes:
                 results.append(run(translator, sources, references, engine=engine,
                                    compute_type=compute_type, beam_size=beam_size,
-                                   batch_size=batch_size))
+                                   batch_size=batch_size, whole_set=args.whole_set))
                 print_progress(results[-1])
     return results
 
 
 def run(translator: Translator, sources: list[str], references: list[str], *, engine: str,
-        compute_type: str, beam_size: int, batch_size: int) -> Result:
-    """Translate `sources` in batches of `batch_size` and time it."""
+        compute_type: str, beam_size: int, batch_size: int, whole_set: bool = False) -> Result:
+    """Translate `sources` in batches of `batch_size` and time it: one `translate` call per
+    batch, or with `whole_set` one call that makes the batches itself."""
+    translator.options = replace(translator.options, max_batch_size=batch_size)
+    call_size = len(sources) if whole_set else batch_size
     # Untimed warm-up at this configuration: both engines' allocators grow their caches for the
     # largest batch they see, and CTranslate2's first batch of a new shape ran far slower.
     warmup = sources[:max(batch_size, WARMUP_SENTENCES)]
@@ -107,8 +120,8 @@ def run(translator: Translator, sources: list[str], references: list[str], *, en
     outputs: list[str] = []
     counter = _DecodeCounter(translator) if engine == "native" else None
     started, cpu_started = time.perf_counter(), time.process_time()
-    for start in range(0, len(sources), batch_size):
-        chunk = sources[start:start + batch_size]
+    for start in range(0, len(sources), call_size):
+        chunk = sources[start:start + call_size]
         outputs += [t.text for t in translator.translate(chunk, beam_size=beam_size)]
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     if counter is not None:
@@ -198,12 +211,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compute-types", nargs="+", choices=COMPUTE_TYPES,
                         default=list(COMPUTE_TYPES))
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
+    parser.add_argument("--whole-set", action="store_true",
+                        help="give each engine all sentences in one call, to batch by length")
+    parser.add_argument("--streams", type=int, default=1,
+                        help="batches each engine searches at once, sharing --threads "
+                             "(default: 1; useful with --whole-set)")
     args = parser.parse_args(argv)
+    if args.streams < 1 or args.threads < args.streams:
+        parser.error(f"--streams must be between 1 and --threads ({args.threads}), "
+                     f"got {args.streams}")
 
     sources = read_lines(args.data_dir / TEST_SET.with_suffix(".hi"))[: args.sentences]
     references = read_lines(args.data_dir / TEST_SET.with_suffix(".en"))[: args.sentences]
+    if args.streams > 1:
+        # The searches run on a thread pool. The engines' processes inherit the backend chosen
+        # for that through NMT_GEMM.
+        gemm.use_worker_thread_backend()
     print(f"{len(sources)} sentences of {TEST_SET}, {args.threads} threads, torch "
           f"{torch.__version__}, native float32 matrix products on {gemm.backend()} (nmt.gemm)")
+    print(f"calls: {'all sentences at once' if args.whole_set else 'one per batch'}, "
+          f"{args.streams} search stream(s) per engine")
     if "ctranslate2" in args.engines:
         # CTranslate2 multiplies with Intel MKL on Intel CPUs unless CT2_USE_MKL=0 selects its
         # oneDNN backend. On one AVX-512 Intel Xeon, its MKL beam search was 2.5-6 times slower.

@@ -221,11 +221,13 @@ class CT2Translator(Translator):
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu", *, compute_type: str = "default",
-             threads: int = 0) -> CT2Translator:
+             threads: int = 0, streams: int = 1) -> CT2Translator:
         """Load a CTranslate2 model directory written by `export_ct2`.
 
-        `compute_type` is CTranslate2's (e.g. "int8" quantizes fp32 weights on load) and `threads`
-        its intra-op thread count (0 lets CTranslate2 choose).
+        `compute_type` is CTranslate2's (e.g. "int8" quantizes fp32 weights on load). `threads` is
+        the thread count of all searches together (0 lets CTranslate2 choose), and `streams` how
+        many batches are searched at once (CTranslate2's `inter_threads`), each on `threads //
+        streams` threads (`intra_threads`).
         """
         ctranslate2 = _import_ctranslate2()
         model_dir = Path(model_dir)
@@ -239,11 +241,16 @@ class CT2Translator(Translator):
                              f"with `nmt export-ct2`")
         config = ModelConfig.from_dict(metadata[METADATA_KEY]["model_config"])
         tokenizer = Tokenizer.from_file(model_dir / TOKENIZER)
+        if streams < 1:
+            raise ValueError(f"streams must be at least 1, got {streams}")
         engine = ctranslate2.Translator(str(model_dir), device=device, compute_type=compute_type,
-                                        intra_threads=threads)
+                                        inter_threads=streams,
+                                        intra_threads=max(1, threads // streams) if threads else 0)
         logger.info("loaded CTranslate2 model %s (compute type %s)", model_dir,
                     engine.compute_type)
-        return cls(engine, tokenizer, metadata, model_dir, config)
+        translator = cls(engine, tokenizer, metadata, model_dir, config)
+        translator.streams = streams
+        return translator
 
     @property
     def device(self) -> torch.device:

@@ -34,16 +34,18 @@ pick a different hypothesis where two scores nearly tie.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import nn
 
 __all__ = ["BACKENDS", "automatic_backend", "backend", "forget_weights", "linear",
-           "prepared_weight", "set_threads"]
+           "prepared_weight", "set_threads", "split_threads", "use_worker_thread_backend"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ _SMALL_WEIGHT_ROWS = 32
 # few and many rows keeps both a packed and a transposed copy of its weight.
 _SMALL_ROWS_ON_MKL = _ONEDNN_BATCH_HINT
 _small_products_on: str | None = None  # "mkl" or "openblas" once `set_threads` has chosen
+_threads: tuple[int, bool] | None = None  # the last `set_threads` call: threads and quantized
 
 
 @functools.cache
@@ -100,6 +103,18 @@ def automatic_backend(*, main_thread: bool = True) -> str:
     return "torch"
 
 
+def use_worker_thread_backend() -> str:
+    """Where NMT_GEMM is `auto`, set it to `automatic_backend(main_thread=False)`, for a process
+    whose searches run on other threads than its main one; return the backend in use.
+
+    The choice goes into the environment, so that worker processes make the same one.
+    """
+    if os.environ.get("NMT_GEMM", "auto").strip().lower() in ("", "auto"):
+        os.environ["NMT_GEMM"] = automatic_backend(main_thread=False)
+        backend.cache_clear()
+    return backend()
+
+
 def set_threads(threads: int | None = None, *, quantized: bool = False) -> None:
     """Run inference on `threads` threads (None: torch's default count).
 
@@ -107,12 +122,18 @@ def set_threads(threads: int | None = None, *, quantized: bool = False) -> None:
     the other backends torch gets them all. Pass `quantized=True` for a model whose linear layers
     are torch's int8 ones, which run on torch's threads.
     """
-    global _small_products_on
+    logger.info("inference: %s", _set_threads(threads, quantized))
+
+
+def _set_threads(threads: int | None, quantized: bool) -> str:
+    """Apply `set_threads` and return what it chose, in words."""
+    global _small_products_on, _threads
     from threadpoolctl import threadpool_limits
 
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     threads = threads or _DEFAULT_THREADS
+    _threads = (threads, quantized)
     choice = backend()
     if choice == "onednn" and _intel_cpu(unknown=False) and torch.backends.mkl.is_available():
         _small_products_on = "mkl"
@@ -122,14 +143,30 @@ def set_threads(threads: int | None = None, *, quantized: bool = False) -> None:
     if choice == "openblas" and not quantized:
         threadpool_limits(limits=threads, user_api="blas")
         torch.set_num_threads(1)
-        logger.info("inference: matrix products on openblas with %d thread(s), other operations "
-                    "on 1 torch thread", threads)
-    else:
-        torch.set_num_threads(threads)
-        products = "torch (int8)" if quantized else choice
-        if choice == "onednn" and _small_products_on and not quantized:
-            products += f", small ones on {_small_products_on}"
-        logger.info("inference: torch on %d thread(s), matrix products on %s", threads, products)
+        return (f"matrix products on openblas with {threads} thread(s), other operations on 1 "
+                "torch thread")
+    torch.set_num_threads(threads)
+    products = "torch (int8)" if quantized else choice
+    if choice == "onednn" and _small_products_on and not quantized:
+        products += f", small ones on {_small_products_on}"
+    return f"torch on {threads} thread(s), matrix products on {products}"
+
+
+@contextlib.contextmanager
+def split_threads(streams: int) -> Iterator[int]:
+    """Share the inference threads among `streams` searches that run at once, one per Python
+    thread, and restore them on exit. Yield the threads each search gets (at least one).
+
+    torch and the BLAS libraries keep one thread count per process, so every search gets
+    `threads // streams` of those `set_threads` gave (torch's default count before any call).
+    """
+    threads, quantized = _threads or (_DEFAULT_THREADS, False)
+    each = max(1, threads // streams)
+    _set_threads(each, quantized)
+    try:
+        yield each
+    finally:
+        _set_threads(threads, quantized)
 
 
 def linear(rows: torch.Tensor, owner: nn.Module, weight: torch.Tensor,

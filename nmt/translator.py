@@ -16,7 +16,8 @@ Each text goes through these steps:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ class SearchOptions:
     # Source tokens × beam size in one search call. At 8000, 32 iitb-test sentences often lost
     # their longest few to a small, slow batch of their own, and beam 4 ran 1.17 times slower.
     max_batch_tokens: int = 16000
+    max_batch_size: int | None = None  # pieces in one search call; None: no limit but the above
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any]) -> SearchOptions:
@@ -118,6 +120,9 @@ class Translator:
         self.metadata = metadata
         self.model_dir = model_dir
         self.options = SearchOptions.from_metadata(metadata)
+        # Searches that run at once on CPU, each on its own Python thread and its share of the
+        # inference threads (`nmt.gemm.split_threads`), where a call has several batches.
+        self.streams = 1
         # The source gets an eos token, so one position less than the model has.
         self.max_source_tokens = model.config.max_positions - 1
         self._dropped_ids = {tokenizer.unk_id} | {
@@ -205,28 +210,38 @@ class Translator:
 
     def _search(self, units: list[_Unit], options: SearchOptions, n_best: int,
                 max_length: int | None) -> list[list[Hypothesis]]:
-        order = sorted(range(len(units)), key=lambda i: len(units[i].ids))
+        def search(batch: list[int]) -> list[list[Hypothesis]]:
+            batch_units = [units[i] for i in batch]
+            longest = max(len(unit.ids) for unit in batch_units) + 1
+            return self._search_batch(batch_units, longest, options, n_best, max_length)
+
         results: list[list[Hypothesis]] = [[] for _ in units]
-        batch: list[int] = []
-        for position, unit_index in enumerate(order):
-            batch.append(unit_index)
-            longest = len(units[unit_index].ids) + 1
-            next_longest = (len(units[order[position + 1]].ids) + 1
-                            if position + 1 < len(order) else None)
-            budget = options.max_batch_tokens
-            full = (next_longest is not None
-                    and next_longest * (len(batch) + 1) * options.beam_size > budget)
-            if next_longest is None or full:
-                batch_units = [units[i] for i in batch]
-                found = self._search_batch(batch_units, longest, options, n_best, max_length)
-                for index, unit, hypotheses in zip(batch, batch_units, found, strict=True):
-                    if not hypotheses:  # a search returns at least one; an empty list is a bug
-                        logger.error("the search returned no hypothesis for a piece of %d tokens",
-                                     len(unit.ids))
-                        hypotheses = [Hypothesis("", 0.0)]
-                    results[index] = self._check(unit, _distinct(hypotheses), options, max_length)
-                batch = []
+        batches = _batches([len(unit.ids) for unit in units], options)
+        for batch, found in zip(batches, self._map(search, batches), strict=True):
+            for index, hypotheses in zip(batch, found, strict=True):
+                if not hypotheses:  # a search returns at least one; an empty list is a bug
+                    logger.error("the search returned no hypothesis for a piece of %d tokens",
+                                 len(units[index].ids))
+                    hypotheses = [Hypothesis("", 0.0)]
+                results[index] = self._check(units[index], _distinct(hypotheses), options,
+                                             max_length)
         return results
+
+    def _map(self, search: Callable[[list[int]], list[list[Hypothesis]]],
+             batches: list[list[int]]) -> list[list[list[Hypothesis]]]:
+        """Return `search` of each batch, running `streams` of them at once where that applies.
+
+        While one search decodes the last few sentences of its batch, whose steps cost more in
+        per-operation overhead than in arithmetic, another keeps the other cores busy.
+        """
+        if self.streams == 1 or len(batches) <= 1 or self.device.type != "cpu":
+            return [search(batch) for batch in batches]
+        # The batches come shortest sources first. The longest go first, so that none of them
+        # runs alone at the end.
+        order = list(reversed(range(len(batches))))
+        with gemm.split_threads(self.streams), ThreadPoolExecutor(self.streams) as pool:
+            found = dict(zip(order, pool.map(search, [batches[i] for i in order]), strict=True))
+        return [found[i] for i in range(len(batches))]
 
     def _search_batch(self, units: list[_Unit], longest: int, options: SearchOptions,
                       n_best: int, max_length: int | None) -> list[list[Hypothesis]]:
@@ -324,6 +339,31 @@ def needs_translation(text: str) -> bool:
     """Check whether `text` has Devanagari letters outside protected spans, the rule by which
     `Translator` translates a piece or passes it through unchanged."""
     return has_devanagari_letters(protect(normalize_input(text)).text)
+
+
+def _batches(lengths: list[int], options: SearchOptions) -> list[list[int]]:
+    """Group piece indices by source length into batches of at most `max_batch_tokens` source
+    tokens (eos included) times the beam size and at most `max_batch_size` pieces.
+
+    Each batch holds indices of similar lengths, shortest batch first.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    for position, index in enumerate(order):
+        batch.append(index)
+        if position + 1 == len(order):
+            break
+        next_longest = lengths[order[position + 1]] + 1
+        full = (next_longest * (len(batch) + 1) * options.beam_size > options.max_batch_tokens
+                or (options.max_batch_size is not None
+                    and len(batch) >= options.max_batch_size))
+        if full:
+            batches.append(batch)
+            batch = []
+    if batch:
+        batches.append(batch)
+    return batches
 
 
 def _split_spans(text: str) -> list[str]:

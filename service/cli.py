@@ -149,12 +149,8 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         from nmt import gemm
 
-        if os.environ.get("NMT_GEMM", "auto").strip().lower() in ("", "auto"):
-            # The batcher translates on a worker thread, see nmt.gemm.automatic_backend. The
-            # choice goes into the environment, so that worker processes make the same one.
-            os.environ["NMT_GEMM"] = gemm.automatic_backend(main_thread=False)
-            gemm.backend.cache_clear()
-        gemm.backend()
+        # The batcher translates on a worker thread, see nmt.gemm.automatic_backend.
+        gemm.use_worker_thread_backend()
     except ValueError as error:
         logger.error("%s", error)
         return EXIT_USAGE

@@ -21,7 +21,10 @@ def _run(script: str, *argv: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300, check=False)
 
 
-def test_translation_speed_runs_each_engine(tiny_model_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("calls", [("--threads", "1"),
+                                   ("--threads", "2", "--whole-set", "--streams", "2")])
+def test_translation_speed_runs_each_engine(tiny_model_dir: Path, tmp_path: Path,
+                                            calls: tuple[str, ...]) -> None:
     eval_dir = tmp_path / "eval"
     eval_dir.mkdir()
     (eval_dir / "iitb-test.hi").write_text("\n".join(HINDI) + "\n", encoding="utf-8")
@@ -29,7 +32,7 @@ def test_translation_speed_runs_each_engine(tiny_model_dir: Path, tmp_path: Path
     engines = ["native", "ctranslate2"] if _has_ctranslate2() else ["native"]
 
     done = _run("translation_speed.py", "--model", str(tiny_model_dir), "--data-dir",
-                str(tmp_path), "--sentences", "4", "--threads", "1", "--beam-sizes", "2",
+                str(tmp_path), "--sentences", "4", *calls, "--beam-sizes", "2",
                 "--batch-sizes", "2", "--compute-types", "float32", "--engines", *engines)
 
     assert done.returncode == 0, done.stderr
@@ -39,6 +42,13 @@ def test_translation_speed_runs_each_engine(tiny_model_dir: Path, tmp_path: Path
         assert "float32  beam 2 batch  2:" in done.stdout
     assert re.search(r"float32  beam 2 batch  2: \d+ steps, [\d.]+ rows per step \(a full batch "
                      r"has 4\)", done.stdout)
+
+
+def test_translation_speed_rejects_more_streams_than_threads(tiny_model_dir: Path) -> None:
+    done = _run("translation_speed.py", "--model", str(tiny_model_dir), "--threads", "2",
+                "--streams", "3")
+    assert done.returncode == 2
+    assert "--streams must be between 1 and --threads (2), got 3" in done.stderr
 
 
 def test_training_speed_names_missing_pairs(tmp_path: Path) -> None:

@@ -41,7 +41,8 @@ def run_translate(monkeypatch, capsys, model_dir: Path, lines: list[str], *optio
     return status, capsys.readouterr()
 
 
-@pytest.mark.parametrize("options", [(), ("--batch-lines", "2"), ("--beam-size", "1")])
+@pytest.mark.parametrize("options", [(), ("--batch-lines", "2"), ("--beam-size", "1"),
+                                     ("--streams", "2")])
 def test_translate_one_line_per_line(monkeypatch, capsys, tiny_model_dir: Path,
                                      options: tuple[str, ...]) -> None:
     status, captured = run_translate(monkeypatch, capsys, tiny_model_dir, LINES, *options)

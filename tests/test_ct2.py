@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,21 @@ def test_ct2_translator_beam_n_best(tiny_dir, tmp_path):
         assert len(set(texts)) == len(texts)  # hypotheses with one text are merged
         assert result.alternatives[0].text == result.text
         assert result.alternatives[0].score == max(h.score for h in result.alternatives)
+
+
+def test_ct2_streams_give_the_same_translations(tiny_dir, tmp_path):
+    ct2_dir = export_ct2(tiny_dir, tmp_path / "ct2")
+    texts = [hindi for hindi, _ in TOY_PAIRS]
+    one = CT2Translator.load(ct2_dir, threads=2)
+    one.options = replace(one.options, max_batch_size=2)
+    two = CT2Translator.load(ct2_dir, threads=2, streams=2)
+    two.options = one.options
+
+    assert two.streams == 2
+    assert ([t.text for t in two.translate(texts, beam_size=2)]
+            == [t.text for t in one.translate(texts, beam_size=2)])
+    with pytest.raises(ValueError, match="streams must be at least 1"):
+        CT2Translator.load(ct2_dir, streams=0)
 
 
 def test_export_int8_loads(tiny_dir, tmp_path):

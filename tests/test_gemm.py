@@ -202,3 +202,20 @@ def test_stacked_projection_follows_weight_changes(choose, restore_threads, valu
             _, _, value_heads = attention.project_query_key_value(one_row)  # a small product
         expected = nn.functional.linear(one_row, attention.value.weight, attention.value.bias)
         torch.testing.assert_close(value_heads.transpose(1, 2).reshape(1, 1, 128), expected)
+
+
+@pytest.mark.parametrize("streams, each", [(1, 2), (2, 1), (3, 1)])
+def test_split_threads_shares_and_gives_back(choose, streams: int, each: int) -> None:
+    choose("torch")
+    gemm.set_threads(2)
+    with gemm.split_threads(streams) as threads:
+        assert threads == each
+        assert torch.get_num_threads() == each
+    assert torch.get_num_threads() == 2
+
+
+def test_worker_thread_backend_keeps_an_explicit_choice(choose) -> None:
+    choose("torch")
+    assert gemm.use_worker_thread_backend() == "torch"
+    choose("auto")
+    assert gemm.use_worker_thread_backend() == gemm.automatic_backend(main_thread=False)

@@ -21,7 +21,7 @@ from nmt.protect import protect
 from nmt.search import beam_search
 from nmt.segment import split_to_fit
 from nmt.testing import TOY_PAIRS
-from nmt.translator import Hypothesis, Translator, _distinct
+from nmt.translator import Hypothesis, SearchOptions, Translator, _batches, _distinct
 
 HINDI = [hindi for hindi, _ in TOY_PAIRS]
 
@@ -60,6 +60,40 @@ def test_small_batches_keep_input_order(tiny_model_dir: Path) -> None:
     expected = [t.text for t in translator.translate(NUMBERED, beam_size=2)]
     translator.options = replace(translator.options, max_batch_tokens=40)
     assert [t.text for t in translator.translate(NUMBERED, beam_size=2)] == expected
+
+
+def test_batches_keep_both_limits() -> None:
+    lengths = [5, 1, 9, 3, 3, 2, 8, 4]
+    options = SearchOptions(beam_size=2, max_batch_tokens=40, max_batch_size=3)
+    batches = _batches(lengths, options)
+
+    assert sorted(index for batch in batches for index in batch) == list(range(len(lengths)))
+    in_order = [lengths[index] for batch in batches for index in batch]
+    assert in_order == sorted(in_order)
+    for batch in batches:
+        longest = max(lengths[index] for index in batch) + 1  # with eos
+        assert len(batch) <= 3
+        assert len(batch) == 1 or longest * len(batch) * options.beam_size <= 40
+    assert _batches(lengths, replace(options, max_batch_size=None, max_batch_tokens=10**6)) == [
+        sorted(range(len(lengths)), key=lambda index: lengths[index])]
+    assert _batches([], options) == []
+
+
+@pytest.mark.parametrize("beam_size", [1, 2])
+def test_streams_give_the_same_translations(tiny_model_dir: Path, beam_size: int) -> None:
+    translator = Translator.load(tiny_model_dir)
+    translator.options = replace(translator.options, max_batch_size=2)
+    texts = NUMBERED + HINDI
+    expected = translator.translate(texts, beam_size=beam_size, n_best=beam_size)
+    threads = torch.get_num_threads()
+
+    translator.streams = 3
+    actual = translator.translate(texts, beam_size=beam_size, n_best=beam_size)
+    assert [t.text for t in actual] == [t.text for t in expected]
+    for mine, theirs in zip(actual, expected, strict=True):
+        assert [h.text for h in mine.alternatives] == [h.text for h in theirs.alternatives]
+        assert mine.score == pytest.approx(theirs.score, abs=1e-4)
+    assert torch.get_num_threads() == threads  # the threads are given back
 
 
 def test_results_in_input_order(translator: Translator) -> None:
