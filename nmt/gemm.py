@@ -104,10 +104,11 @@ def automatic_backend(*, main_thread: bool = True) -> str:
 
 
 def use_worker_thread_backend() -> str:
-    """Where NMT_GEMM is `auto`, set it to `automatic_backend(main_thread=False)`, for a process
-    whose searches run on other threads than its main one; return the backend in use.
+    """Return the backend in use, after setting NMT_GEMM=auto to
+    `automatic_backend(main_thread=False)`.
 
-    The choice goes into the environment, so that worker processes make the same one.
+    Call it in a process whose searches run on other threads than its main one. The choice goes
+    into the environment, so that worker processes make the same one.
     """
     if os.environ.get("NMT_GEMM", "auto").strip().lower() in ("", "auto"):
         os.environ["NMT_GEMM"] = automatic_backend(main_thread=False)
@@ -161,10 +162,10 @@ def split_threads(streams: int) -> Iterator[int]:
     `threads // streams` of those `set_threads` gave (torch's default count before any call).
     """
     threads, quantized = _threads or (_DEFAULT_THREADS, False)
-    each = max(1, threads // streams)
-    _set_threads(each, quantized)
+    per_search = max(1, threads // streams)
+    _set_threads(per_search, quantized)
     try:
-        yield each
+        yield per_search
     finally:
         _set_threads(threads, quantized)
 

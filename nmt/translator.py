@@ -6,8 +6,9 @@ Each text goes through these steps:
    (`nmt.segment.split_to_fit`, at clause or word boundaries) and at most `MAX_PLACEHOLDERS` spans.
 2. `protect` replaces numbers, URLs, Latin text, emoji and other scripts by placeholders. A piece
    with no Devanagari letter left is not translated: it comes back as it is.
-3. The pieces are searched in batches of similar length. Unknown and byte-fallback pieces are
-   dropped from the output and the placeholders are restored.
+3. The pieces are searched in batches of similar length, `streams` batches at once on CPU.
+   Unknown and byte-fallback pieces are dropped from the output and the placeholders are
+   restored.
 4. An output that is empty, still contains Devanagari, repeats itself or reached the maximum output
    length is searched once more with other settings (`Translator._retry_options`). The attempt
    with fewer problems wins, and the problems left are reported as flags (`nmt.quality.FLAGS`).
@@ -345,7 +346,7 @@ def _batches(lengths: list[int], options: SearchOptions) -> list[list[int]]:
     """Group piece indices by source length into batches of at most `max_batch_tokens` source
     tokens (eos included) times the beam size and at most `max_batch_size` pieces.
 
-    Each batch holds indices of similar lengths, shortest batch first.
+    The indices of a batch have similar lengths, and the batches come shortest first.
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches: list[list[int]] = []
