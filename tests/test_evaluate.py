@@ -178,6 +178,8 @@ def test_evaluate_missing_file_exits_2(tmp_path, hyp_ref, capsys):
         (["--service", "ftp://127.0.0.1/", "--src", "SRC"], "http:// or https://"),
         (["--hyp", "h.en", "--threads", "2"], "--threads applies only with --model"),
         (["--model", "models/x", "--src", "s.hi", "--threads", "0"], "--threads must be positive"),
+        (["--model", "models/x", "--src", "s.hi", "--streams", "0"], "--streams must be positive"),
+        (["--hyp", "h.en", "--streams", "2"], "--streams applies only with --model"),
         (
             ["--model", "models/x", "--src", "s.hi", "--beam-size", "65"],
             "--beam-size must be at most 64, got 65",
@@ -423,14 +425,16 @@ def test_evaluate_source_mismatch_exits_2(dev_service, fixtures_dir, hyp_ref, ca
 # --- model directory ---------------------------------------------------------------------------
 
 
-def test_model_translations_match_translator(tmp_path):
+@pytest.mark.parametrize("streams", [1, 2])
+def test_model_translations_match_translator(tmp_path, streams):
     testing = pytest.importorskip("nmt.testing")
     from nmt.translator import Translator
 
     model_dir = testing.make_tiny_model_dir(tmp_path / "tiny")
     sources = ["नमस्ते, आप कैसे हैं?", "", "मैं घर जा रहा हूँ।"]
 
-    translations = translate_with_model(model_dir, sources, beam_size=2, batch_size=1)
+    translations = translate_with_model(model_dir, sources, beam_size=2, batch_size=1,
+                                        streams=streams)
 
     # The same pipeline as `nmt translate` and the service.
     from nmt.pipeline import translate_lines

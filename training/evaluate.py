@@ -23,7 +23,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from sacrebleu.metrics import BLEU, CHRF
@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BEAM_SIZE = 4
 DEFAULT_BATCH_SIZE = 32
+# Batches of lines per `translate` call with --streams: streams need several batches in one call.
+STREAM_CALL_BATCHES = 32
 DEFAULT_SERVICE_TIMEOUT_S = 120.0
 # The API key that `--service` sends, read from the environment so that it stays out of `ps`.
 API_KEY_VARIABLE = "NMT_API_KEY"
@@ -187,25 +189,35 @@ def translate_with_model(
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str = "cpu",
     threads: int | None = None,
+    streams: int = 1,
 ) -> list[str]:
     """Translate `sources` with the model in `model_dir` using beam search, keeping input order.
 
     Each line goes through the same pipeline as ``nmt translate`` and the service (sentence
     splitting, protected spans, pass-through of text that is not Hindi), so the scores are those
-    of what users get.
+    of what users get. With `streams` above 1, each call takes `STREAM_CALL_BATCHES` batches of
+    lines, and the translator searches `streams` batches of at most `batch_size` sentences at
+    once (`Translator.streams`).
     """
     # Imported here: scoring a file needs no torch.
     from nmt import gemm
     from nmt.pipeline import translate_lines
     from nmt.translator import Translator
 
+    if streams > 1:
+        gemm.use_worker_thread_backend()  # the searches run on a thread pool
     translator = Translator.load(model_dir, device=device)
     gemm.set_threads(threads)
+    call_size = batch_size
+    if streams > 1:
+        translator.streams = streams
+        translator.options = replace(translator.options, max_batch_size=batch_size)
+        call_size = batch_size * STREAM_CALL_BATCHES
 
     def translate_batch(batch: list[str]) -> list[str]:
         return translate_lines(translator, batch, beam_size=beam_size)
 
-    return _translate_in_batches(sources, translate_batch, batch_size)
+    return _translate_in_batches(sources, translate_batch, call_size)
 
 
 def translate_with_service(
@@ -294,6 +306,7 @@ _OPTION_SCOPE = {
     "beam_size": ("--beam-size", ("--model",)),
     "device": ("--device", ("--model",)),
     "threads": ("--threads", ("--model",)),
+    "streams": ("--streams", ("--model",)),
     "timeout": ("--timeout", ("--service",)),
 }
 
@@ -341,6 +354,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         help="inference threads for --model (default: one per core)",
     )
     parser.add_argument(
+        "--streams", type=int, metavar="N",
+        help="batches --model searches at once, sharing the threads (default 1)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         metavar="SECONDS",
@@ -376,6 +393,7 @@ def _check_option_scope(args: argparse.Namespace) -> None:
         ("beam_size", "--beam-size"),
         ("batch_size", "--batch-size"),
         ("threads", "--threads"),
+        ("streams", "--streams"),
         ("timeout", "--timeout"),
     ):
         value = getattr(args, name)
@@ -415,6 +433,7 @@ def _produce_hypotheses(args: argparse.Namespace, reference_count: int) -> list[
             batch_size=batch_size,
             device=_value_or(args.device, "cpu"),
             threads=args.threads,
+            streams=_value_or(args.streams, 1),
         )
     else:
         hypotheses = translate_with_service(
