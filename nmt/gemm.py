@@ -38,6 +38,7 @@ import contextlib
 import functools
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +70,10 @@ _SMALL_WEIGHT_ROWS = 32
 _SMALL_ROWS_ON_MKL = _ONEDNN_BATCH_HINT
 _small_products_on: str | None = None  # "mkl" or "openblas" once `set_threads` has chosen
 _threads: tuple[int, bool] | None = None  # the last `set_threads` call: threads and quantized
+# `split_threads` blocks open now, and the thread setting they restore when the last one closes.
+_split_lock = threading.Lock()
+_split_depth = 0
+_threads_before_split: tuple[int, bool] = (_DEFAULT_THREADS, False)
 
 
 @functools.cache
@@ -160,14 +165,24 @@ def split_threads(streams: int) -> Iterator[int]:
 
     torch and the BLAS libraries keep one thread count per process, so every search gets
     `threads // streams` of those `set_threads` gave (torch's default count before any call).
+    Blocks may overlap (two translators with streams on two threads): the count of the first
+    to enter is restored when the last one leaves.
     """
-    threads, quantized = _threads or (_DEFAULT_THREADS, False)
-    per_search = max(1, threads // streams)
-    _set_threads(per_search, quantized)
+    global _split_depth, _threads_before_split
+    with _split_lock:
+        if _split_depth == 0:
+            _threads_before_split = _threads or (_DEFAULT_THREADS, False)
+        _split_depth += 1
+        threads, quantized = _threads_before_split
+        per_search = max(1, threads // streams)
+        _set_threads(per_search, quantized)
     try:
         yield per_search
     finally:
-        _set_threads(threads, quantized)
+        with _split_lock:
+            _split_depth -= 1
+            if _split_depth == 0:
+                _set_threads(threads, quantized)
 
 
 def linear(rows: torch.Tensor, owner: nn.Module, weight: torch.Tensor,

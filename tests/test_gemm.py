@@ -214,6 +214,18 @@ def test_split_threads_shares_and_gives_back(choose, streams: int, each: int) ->
     assert torch.get_num_threads() == 2
 
 
+def test_overlapping_splits_restore_threads(choose) -> None:
+    choose("torch")
+    gemm.set_threads(2)
+    first, second = gemm.split_threads(2), gemm.split_threads(2)
+    first.__enter__()
+    second.__enter__()  # a second translator starts while the first one's block is open
+    first.__exit__(None, None, None)
+    assert torch.get_num_threads() == 1  # the second block still runs its searches
+    second.__exit__(None, None, None)
+    assert torch.get_num_threads() == 2
+
+
 def test_worker_thread_backend_keeps_an_explicit_choice(choose) -> None:
     choose("torch")
     assert gemm.use_worker_thread_backend() == "torch"
