@@ -215,11 +215,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="give each engine all sentences in one call, to batch by length")
     parser.add_argument("--streams", type=int, default=1,
                         help="batches each engine searches at once, sharing --threads "
-                             "(default: 1; useful with --whole-set)")
+                             "(default: 1; above 1 needs --whole-set)")
     args = parser.parse_args(argv)
     if args.streams < 1 or args.threads < args.streams:
         parser.error(f"--streams must be between 1 and --threads ({args.threads}), "
                      f"got {args.streams}")
+    if args.streams > 1 and not args.whole_set:
+        parser.error("--streams above 1 needs --whole-set: a call of one batch has nothing to "
+                     "search at the same time")
 
     sources = read_lines(args.data_dir / TEST_SET.with_suffix(".hi"))[: args.sentences]
     references = read_lines(args.data_dir / TEST_SET.with_suffix(".en"))[: args.sentences]

@@ -108,6 +108,7 @@ def _translate(args: argparse.Namespace) -> int:
     from nmt.pipeline import translate_lines
     from nmt.translator import Translator
 
+    gemm.check_streams(args.streams, args.threads)
     lines = read_input_lines(sys.stdin.buffer)
     if args.streams > 1:
         gemm.use_worker_thread_backend()  # the searches run on a thread pool
@@ -197,10 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     tra.add_argument("--threads", type=positive_int, default=None,
                      help="inference threads (default: one per core)")
     tra.add_argument("--batch-lines", type=positive_int, default=256,
-                     help="lines translated per batch")
+                     help="lines read per translate call, which the engine batches by length "
+                          "(default: 256)")
     tra.add_argument("--streams", type=positive_int, default=1,
-                     help="batches of similar length searched at once, sharing the threads "
-                          "(default: 1; 2 translated a file faster on 2 cores, see benchmarks/)")
+                     help="batches of one call searched at once, sharing the threads; at most "
+                          "--threads (default: 1; see the README)")
     tra.add_argument("--int8", action="store_true",
                      help="quantize the linear layers to int8 (faster on CPU, see benchmarks/)")
     tra.set_defaults(run=_translate)

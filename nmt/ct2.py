@@ -241,8 +241,9 @@ class CT2Translator(Translator):
                              f"with `nmt export-ct2`")
         config = ModelConfig.from_dict(metadata[METADATA_KEY]["model_config"])
         tokenizer = Tokenizer.from_file(model_dir / TOKENIZER)
-        if streams < 1:
-            raise ValueError(f"streams must be at least 1, got {streams}")
+        if streams < 1 or (threads and streams > threads):
+            limit = f" and at most threads ({threads})" if threads else ""
+            raise ValueError(f"streams must be at least 1{limit}, got {streams}")
         engine = ctranslate2.Translator(str(model_dir), device=device, compute_type=compute_type,
                                         inter_threads=streams,
                                         intra_threads=max(1, threads // streams) if threads else 0)

@@ -45,8 +45,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["BACKENDS", "automatic_backend", "backend", "forget_weights", "linear",
-           "prepared_weight", "set_threads", "split_threads", "use_worker_thread_backend"]
+__all__ = ["BACKENDS", "automatic_backend", "backend", "check_streams", "forget_weights",
+           "linear", "prepared_weight", "set_threads", "split_threads",
+           "use_worker_thread_backend"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ _threads: tuple[int, bool] | None = None  # the last `set_threads` call: threads
 # `split_threads` blocks open now, and the thread setting they restore when the last one closes.
 _split_lock = threading.Lock()
 _split_depth = 0
-_threads_before_split: tuple[int, bool] = (_DEFAULT_THREADS, False)
+_threads_before_split: tuple[int, bool] | None = None
 
 
 @functools.cache
@@ -106,6 +107,15 @@ def automatic_backend(*, main_thread: bool = True) -> str:
     if not _intel_cpu() and _numpy_blas() == "openblas":
         return "openblas"
     return "torch"
+
+
+def check_streams(streams: int, threads: int | None) -> None:
+    """Raise ValueError unless 1 <= `streams` <= `threads` (None: torch's default count), so
+    that searches at once never use more threads than were given."""
+    limit = threads or _DEFAULT_THREADS
+    if not 1 <= streams <= limit:
+        source = "--threads" if threads else "the default thread count, one per core"
+        raise ValueError(f"--streams must be between 1 and {limit} ({source}), got {streams}")
 
 
 def use_worker_thread_backend() -> str:
@@ -160,29 +170,34 @@ def _set_threads(threads: int | None, quantized: bool) -> str:
 
 @contextlib.contextmanager
 def split_threads(streams: int) -> Iterator[int]:
-    """Share the inference threads among `streams` searches that run at once, one per Python
-    thread, and restore them on exit. Yield the threads each search gets (at least one).
+    """Share the inference threads among at most `streams` searches that run at once, one per
+    Python thread. Yield how many may run: `streams`, but no more than there are threads.
 
-    torch and the BLAS libraries keep one thread count per process, so every search gets
-    `threads // streams` of those `set_threads` gave (torch's default count before any call).
-    Blocks may overlap (two translators with streams on two threads): the count of the first
-    to enter is restored when the last one leaves.
+    Each search gets threads // that many. The threads are the calling thread's torch count, or
+    with `openblas` the count of the last `set_threads` call. torch keeps a count per OpenMP
+    thread, and a new thread takes the one of the last `torch.set_num_threads` call, while
+    OpenBLAS keeps one per process. So on exit the calling thread gets its own count back, and
+    the last of several overlapping blocks to leave restores the setting of `set_threads`.
     """
     global _split_depth, _threads_before_split
+    own_threads = torch.get_num_threads()
     with _split_lock:
         if _split_depth == 0:
-            _threads_before_split = _threads or (_DEFAULT_THREADS, False)
+            _threads_before_split = _threads
         _split_depth += 1
-        threads, quantized = _threads_before_split
-        per_search = max(1, threads // streams)
-        _set_threads(per_search, quantized)
+        quantized = bool(_threads and _threads[1])
+        on_openblas = backend() == "openblas" and not quantized
+        threads = (_threads[0] if _threads else _DEFAULT_THREADS) if on_openblas else own_threads
+        searches = max(1, min(streams, threads))
+        _set_threads(threads // searches, quantized)
     try:
-        yield per_search
+        yield searches
     finally:
         with _split_lock:
             _split_depth -= 1
             if _split_depth == 0:
-                _set_threads(threads, quantized)
+                _set_threads(*(_threads_before_split or (threads, quantized)))
+            torch.set_num_threads(own_threads)
 
 
 def linear(rows: torch.Tensor, owner: nn.Module, weight: torch.Tensor,

@@ -91,6 +91,10 @@ class SearchOptions:
     max_batch_tokens: int = 16000
     max_batch_size: int | None = None  # pieces in one search call; None: no limit but the above
 
+    def __post_init__(self) -> None:
+        if self.max_batch_size is not None and self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, got {self.max_batch_size}")
+
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any]) -> SearchOptions:
         known = {field.name for field in fields(cls)}
@@ -121,8 +125,6 @@ class Translator:
         self.metadata = metadata
         self.model_dir = model_dir
         self.options = SearchOptions.from_metadata(metadata)
-        # Searches that run at once on CPU, each on its own Python thread and its share of the
-        # inference threads (`nmt.gemm.split_threads`), where a call has several batches.
         self.streams = 1
         # The source gets an eos token, so one position less than the model has.
         self.max_source_tokens = model.config.max_positions - 1
@@ -144,6 +146,23 @@ class Translator:
     @property
     def device(self) -> torch.device:
         return self.model.embedding.weight.device
+
+    @property
+    def streams(self) -> int:
+        """Batches of one call searched at once on CPU, each on its own Python thread and its
+        share of the inference threads (`nmt.gemm.split_threads`); default 1.
+
+        Call `nmt.gemm.use_worker_thread_backend` before loading when setting it above 1. The
+        products then run on that backend, which rounds differently, so an output can differ
+        where two hypotheses' scores nearly tie.
+        """
+        return self._streams
+
+    @streams.setter
+    def streams(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"streams must be a whole number of at least 1, got {value!r}")
+        self._streams = value
 
     def count_tokens(self, text: str) -> int:
         """Return the number of source tokens the model reads for `text`, spans as placeholders."""
@@ -237,11 +256,15 @@ class Translator:
         """
         if self.streams == 1 or len(batches) <= 1 or self.device.type != "cpu":
             return [search(batch) for batch in batches]
-        # The batches come shortest sources first. The longest go first, so that none of them
-        # runs alone at the end.
-        order = list(reversed(range(len(batches))))
-        with gemm.split_threads(self.streams), ThreadPoolExecutor(self.streams) as pool:
-            found = dict(zip(order, pool.map(search, [batches[i] for i in order]), strict=True))
+        with gemm.split_threads(self.streams) as searches:
+            if searches == 1:  # one thread in all
+                return [search(batch) for batch in batches]
+            # The batches come shortest sources first. The longest go first, so that none of
+            # them runs alone at the end.
+            order = list(reversed(range(len(batches))))
+            with ThreadPoolExecutor(searches) as pool:
+                found = dict(zip(order, pool.map(search, [batches[i] for i in order]),
+                                 strict=True))
         return [found[i] for i in range(len(batches))]
 
     def _search_batch(self, units: list[_Unit], longest: int, options: SearchOptions,

@@ -44,11 +44,16 @@ def test_translation_speed_runs_each_engine(tiny_model_dir: Path, tmp_path: Path
                      r"has 4\)", done.stdout)
 
 
-def test_translation_speed_rejects_more_streams_than_threads(tiny_model_dir: Path) -> None:
-    done = _run("translation_speed.py", "--model", str(tiny_model_dir), "--threads", "2",
-                "--streams", "3")
+@pytest.mark.parametrize("argv, message", [
+    (["--threads", "2", "--streams", "3", "--whole-set"],
+     "--streams must be between 1 and --threads (2), got 3"),
+    (["--threads", "2", "--streams", "2"], "--streams above 1 needs --whole-set"),
+])
+def test_translation_speed_rejects_bad_streams(tiny_model_dir: Path, argv: list[str],
+                                               message: str) -> None:
+    done = _run("translation_speed.py", "--model", str(tiny_model_dir), *argv)
     assert done.returncode == 2
-    assert "--streams must be between 1 and --threads (2), got 3" in done.stderr
+    assert message in done.stderr
 
 
 def test_training_speed_names_missing_pairs(tmp_path: Path) -> None:

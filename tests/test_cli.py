@@ -42,7 +42,7 @@ def run_translate(monkeypatch, capsys, model_dir: Path, lines: list[str], *optio
 
 
 @pytest.mark.parametrize("options", [(), ("--batch-lines", "2"), ("--beam-size", "1"),
-                                     ("--streams", "2")])
+                                     ("--threads", "2", "--streams", "2")])
 def test_translate_one_line_per_line(monkeypatch, capsys, tiny_model_dir: Path,
                                      options: tuple[str, ...]) -> None:
     status, captured = run_translate(monkeypatch, capsys, tiny_model_dir, LINES, *options)
@@ -62,6 +62,15 @@ def test_translate_matches_translator(monkeypatch, capsys, tiny_model_dir: Path)
     _, captured = run_translate(monkeypatch, capsys, tiny_model_dir, lines, "--beam-size", "2")
     expected = [t.text for t in Translator.load(tiny_model_dir).translate(lines, beam_size=2)]
     assert captured.out.splitlines() == expected
+
+
+def test_translate_streams_above_threads_exits_2(monkeypatch, capsys,
+                                                tiny_model_dir: Path) -> None:
+    status, captured = run_translate(monkeypatch, capsys, tiny_model_dir, LINES, "--threads", "1",
+                                     "--streams", "2")
+    assert status == 2
+    assert "--streams must be between 1 and 1 (--threads), got 2" in captured.err
+    assert captured.out == ""
 
 
 def test_translate_empty_stdin(monkeypatch, capsys, tiny_model_dir: Path) -> None:

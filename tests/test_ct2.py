@@ -121,8 +121,10 @@ def test_ct2_streams_give_the_same_translations(tiny_dir, tmp_path):
     assert two.streams == 2
     assert ([t.text for t in two.translate(texts, beam_size=2)]
             == [t.text for t in one.translate(texts, beam_size=2)])
-    with pytest.raises(ValueError, match="streams must be at least 1"):
+    with pytest.raises(ValueError, match="streams must be at least 1, got 0"):
         CT2Translator.load(ct2_dir, streams=0)
+    with pytest.raises(ValueError, match=r"at least 1 and at most threads \(2\), got 3"):
+        CT2Translator.load(ct2_dir, threads=2, streams=3)
 
 
 def test_export_int8_loads(tiny_dir, tmp_path):

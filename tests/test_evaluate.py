@@ -181,6 +181,10 @@ def test_evaluate_missing_file_exits_2(tmp_path, hyp_ref, capsys):
         (["--model", "models/x", "--src", "s.hi", "--streams", "0"], "--streams must be positive"),
         (["--hyp", "h.en", "--streams", "2"], "--streams applies only with --model"),
         (
+            ["--model", "models/x", "--src", "SRC", "--threads", "1", "--streams", "2"],
+            "--streams must be between 1 and 1 (--threads), got 2",
+        ),
+        (
             ["--model", "models/x", "--src", "s.hi", "--beam-size", "65"],
             "--beam-size must be at most 64, got 65",
         ),
@@ -434,7 +438,7 @@ def test_model_translations_match_translator(tmp_path, streams):
     sources = ["नमस्ते, आप कैसे हैं?", "", "मैं घर जा रहा हूँ।"]
 
     translations = translate_with_model(model_dir, sources, beam_size=2, batch_size=1,
-                                        streams=streams)
+                                        threads=2, streams=streams)
 
     # The same pipeline as `nmt translate` and the service.
     from nmt.pipeline import translate_lines

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import threading
+
 import pytest
 import torch
 from torch import nn
@@ -204,26 +207,62 @@ def test_stacked_projection_follows_weight_changes(choose, restore_threads, valu
         torch.testing.assert_close(value_heads.transpose(1, 2).reshape(1, 1, 128), expected)
 
 
-@pytest.mark.parametrize("streams, each", [(1, 2), (2, 1), (3, 1)])
-def test_split_threads_shares_and_gives_back(choose, streams: int, each: int) -> None:
+@pytest.mark.parametrize("streams, searches, each", [(1, 1, 2), (2, 2, 1), (3, 2, 1)])
+def test_split_threads_shares_and_gives_back(choose, streams: int, searches: int,
+                                             each: int) -> None:
     choose("torch")
     gemm.set_threads(2)
-    with gemm.split_threads(streams) as threads:
-        assert threads == each
+    with gemm.split_threads(streams) as allowed:
+        assert allowed == searches
         assert torch.get_num_threads() == each
+    assert torch.get_num_threads() == 2
+
+
+def test_split_threads_restores_own_count(choose) -> None:
+    # The service sets its count on a worker thread; the main thread's own count stays 2.
+    choose("torch")
+    gemm.set_threads(2)
+    worker = threading.Thread(target=gemm.set_threads, args=(1,))
+    worker.start()
+    worker.join()
+
+    with gemm.split_threads(2) as searches:
+        assert searches == 2
     assert torch.get_num_threads() == 2
 
 
 def test_overlapping_splits_restore_threads(choose) -> None:
     choose("torch")
     gemm.set_threads(2)
-    first, second = gemm.split_threads(2), gemm.split_threads(2)
-    first.__enter__()
-    second.__enter__()  # a second translator starts while the first one's block is open
-    first.__exit__(None, None, None)
-    assert torch.get_num_threads() == 1  # the second block still runs its searches
-    second.__exit__(None, None, None)
+    entered, leave = threading.Event(), threading.Event()
+    after: list[int] = []
+
+    def other_translator() -> None:
+        with gemm.split_threads(2):
+            entered.set()
+            leave.wait(10)
+        after.append(torch.get_num_threads())
+
+    other = threading.Thread(target=other_translator)
+    other.start()
+    assert entered.wait(10)
+    with gemm.split_threads(2):
+        assert torch.get_num_threads() == 1
+    leave.set()
+    other.join()
+
     assert torch.get_num_threads() == 2
+    assert after == [2]
+    assert gemm._threads == (2, False)
+
+
+@pytest.mark.parametrize("streams, threads, message", [
+    (0, 2, "--streams must be between 1 and 2 (--threads), got 0"),
+    (3, 2, "--streams must be between 1 and 2 (--threads), got 3"),
+])
+def test_check_streams_names_limit(streams: int, threads: int, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        gemm.check_streams(streams, threads)
 
 
 def test_worker_thread_backend_keeps_an_explicit_choice(choose) -> None:

@@ -96,6 +96,20 @@ def test_streams_give_the_same_translations(tiny_model_dir: Path, beam_size: int
     assert torch.get_num_threads() == threads  # the threads are given back
 
 
+@pytest.mark.parametrize("value", [0, -1, "2", None, True, 1.5])
+def test_streams_rejects_bad_values(tiny_model_dir: Path, value) -> None:
+    translator = Translator.load(tiny_model_dir)
+    with pytest.raises(ValueError, match="streams must be a whole number of at least 1"):
+        translator.streams = value
+    assert translator.streams == 1
+
+
+@pytest.mark.parametrize("size", [0, -3])
+def test_max_batch_size_below_one_rejected(size: int) -> None:
+    with pytest.raises(ValueError, match=f"max_batch_size must be at least 1, got {size}"):
+        SearchOptions(max_batch_size=size)
+
+
 def test_results_in_input_order(translator: Translator) -> None:
     translations = translator.translate(NUMBERED, beam_size=2)
     assert len(translations) == len(NUMBERED)

@@ -45,8 +45,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BEAM_SIZE = 4
 DEFAULT_BATCH_SIZE = 32
-# Batches of lines per `translate` call with --streams: streams need several batches in one call.
-STREAM_CALL_BATCHES = 32
+# Batches of lines per `translate` call with --model. Larger calls sort more lines by length, so
+# that fewer searches run their last steps on a few long sentences, and they give --streams
+# several batches to run at once.
+CALL_BATCHES = 32
 DEFAULT_SERVICE_TIMEOUT_S = 120.0
 # The API key that `--service` sends, read from the environment so that it stays out of `ps`.
 API_KEY_VARIABLE = "NMT_API_KEY"
@@ -195,29 +197,27 @@ def translate_with_model(
 
     Each line goes through the same pipeline as ``nmt translate`` and the service (sentence
     splitting, protected spans, pass-through of text that is not Hindi), so the scores are those
-    of what users get. With `streams` above 1, each call takes `STREAM_CALL_BATCHES` batches of
-    lines, and the translator searches `streams` batches of at most `batch_size` sentences at
-    once (`Translator.streams`).
+    of what users get. Each call takes `CALL_BATCHES` batches of lines, which the translator
+    sorts by length into searches of at most `batch_size` sentences, `streams` of them at once
+    (`Translator.streams`).
     """
     # Imported here: scoring a file needs no torch.
     from nmt import gemm
     from nmt.pipeline import translate_lines
     from nmt.translator import Translator
 
+    gemm.check_streams(streams, threads)
     if streams > 1:
         gemm.use_worker_thread_backend()  # the searches run on a thread pool
     translator = Translator.load(model_dir, device=device)
     gemm.set_threads(threads)
-    call_size = batch_size
-    if streams > 1:
-        translator.streams = streams
-        translator.options = replace(translator.options, max_batch_size=batch_size)
-        call_size = batch_size * STREAM_CALL_BATCHES
+    translator.streams = streams
+    translator.options = replace(translator.options, max_batch_size=batch_size)
 
     def translate_batch(batch: list[str]) -> list[str]:
         return translate_lines(translator, batch, beam_size=beam_size)
 
-    return _translate_in_batches(sources, translate_batch, call_size)
+    return _translate_in_batches(sources, translate_batch, batch_size * CALL_BATCHES)
 
 
 def translate_with_service(
@@ -346,7 +346,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=int,
         metavar="N",
-        help=f"segments per batch or request (default {DEFAULT_BATCH_SIZE})",
+        help="sentences per search batch with --model, segments per request with --service "
+        f"(default {DEFAULT_BATCH_SIZE})",
     )
     parser.add_argument("--device", help='torch device for --model, e.g. "cuda" (default "cpu")')
     parser.add_argument(
@@ -401,6 +402,10 @@ def _check_option_scope(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} must be positive, got {value}")
     if args.beam_size is not None and args.beam_size > MAX_BEAM_SIZE:
         raise ValueError(f"--beam-size must be at most {MAX_BEAM_SIZE}, got {args.beam_size}")
+    if args.streams is not None:  # only with --model, which imports torch anyway
+        from nmt import gemm
+
+        gemm.check_streams(args.streams, args.threads)
 
 
 def _value_or(value, default):
