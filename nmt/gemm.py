@@ -25,7 +25,7 @@ torch has it, else `openblas` when the CPU is not Intel's and NumPy's BLAS is Op
 `torch`. The service translates on a worker thread, where oneDNN brought no gain (see
 `automatic_backend`), so `nmt serve` sets NMT_GEMM to `automatic_backend(main_thread=False)` when
 it is `auto` (`use_worker_thread_backend`). Commands that search on a thread pool (`--streams`)
-do the same; on an AVX2 AMD EPYC, two streams ran 1.05-1.09 times as fast on OpenBLAS as on
+do the same; on an AVX2 AMD EPYC, two streams ran 1.05-1.10 times as fast on OpenBLAS as on
 oneDNN. NOTE: the backends were compared on two AVX-512 CPUs only. `onednn` won on an
 AMD EPYC. On an Intel Xeon the three ran a decoding step's products within about 5%, apart from
 products of under 32 rows, where MKL was the fastest of the three.
