@@ -25,10 +25,10 @@ torch has it, else `openblas` when the CPU is not Intel's and NumPy's BLAS is Op
 `torch`. The service translates on a worker thread, where oneDNN brought no gain (see
 `automatic_backend`), so `nmt serve` sets NMT_GEMM to `automatic_backend(main_thread=False)` when
 it is `auto` (`use_worker_thread_backend`). Commands that search on a thread pool (`--streams`)
-do the same; on an AVX2 AMD EPYC, two streams ran 1.05-1.10 times as fast on OpenBLAS as on
-oneDNN. NOTE: the backends were compared on two AVX-512 CPUs only. `onednn` won on an
-AMD EPYC. On an Intel Xeon the three ran a decoding step's products within about 5%, apart from
-products of under 32 rows, where MKL was the fastest of the three.
+do the same. On an AVX2 AMD EPYC, two streams ran 1.05-1.10 times as fast on OpenBLAS as on
+oneDNN. NOTE: apart from that, the backends were compared on two AVX-512 CPUs only. `onednn`
+won on an AMD EPYC. On an Intel Xeon the three ran a decoding step's products within about 5%,
+apart from products of under 32 rows, where MKL was the fastest of the three.
 
 Training and autograd always use torch. The backends round differently, so a beam search can
 pick a different hypothesis where two scores nearly tie.
@@ -187,9 +187,9 @@ def split_threads(streams: int) -> Iterator[int]:
         if _split_depth == 0:
             _threads_before_split = _threads
         _split_depth += 1
-        quantized = bool(_threads and _threads[1])
-        on_openblas = backend() == "openblas" and not quantized
-        threads = (_threads[0] if _threads else _DEFAULT_THREADS) if on_openblas else own_threads
+        threads, quantized = _threads or (_DEFAULT_THREADS, False)
+        if backend() != "openblas" or quantized:
+            threads = own_threads  # torch runs the products on the calling thread's count
         searches = max(1, min(streams, threads))
         _set_threads(threads // searches, quantized)
     try:

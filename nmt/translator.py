@@ -89,7 +89,8 @@ class SearchOptions:
     # Source tokens × beam size in one search call. At 8000, 32 iitb-test sentences often lost
     # their longest few to a small, slow batch of their own, and beam 4 ran 1.17 times slower.
     max_batch_tokens: int = 16000
-    max_batch_size: int | None = None  # pieces in one search call; None: no limit but the above
+    # The maximum pieces in one search call, or None for no limit besides the token budget.
+    max_batch_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_batch_size is not None and self.max_batch_size < 1:
@@ -149,8 +150,8 @@ class Translator:
 
     @property
     def streams(self) -> int:
-        """Batches of one call searched at once on CPU, each on its own Python thread and its
-        share of the inference threads (`nmt.gemm.split_threads`); default 1.
+        """Number of batches of one call searched at once on CPU (default 1), each on its own
+        Python thread and its share of the inference threads (`nmt.gemm.split_threads`).
 
         Call `nmt.gemm.use_worker_thread_backend` before loading when setting it above 1. The
         products then run on that backend, which rounds differently, so an output can differ
@@ -257,7 +258,7 @@ class Translator:
         if self.streams == 1 or len(batches) <= 1 or self.device.type != "cpu":
             return [search(batch) for batch in batches]
         with gemm.split_threads(self.streams) as searches:
-            if searches == 1:  # one thread in all
+            if searches == 1:  # a single thread to share, so no pool
                 return [search(batch) for batch in batches]
             # The batches come shortest sources first. The longest go first, so that none of
             # them runs alone at the end.

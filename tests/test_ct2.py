@@ -113,14 +113,14 @@ def test_ct2_translator_beam_n_best(tiny_dir, tmp_path):
 def test_ct2_streams_give_the_same_translations(tiny_dir, tmp_path):
     ct2_dir = export_ct2(tiny_dir, tmp_path / "ct2")
     texts = [hindi for hindi, _ in TOY_PAIRS]
-    one = CT2Translator.load(ct2_dir, threads=2)
-    one.options = replace(one.options, max_batch_size=2)
-    two = CT2Translator.load(ct2_dir, threads=2, streams=2)
-    two.options = one.options
+    single_stream = CT2Translator.load(ct2_dir, threads=2)
+    single_stream.options = replace(single_stream.options, max_batch_size=2)
+    two_streams = CT2Translator.load(ct2_dir, threads=2, streams=2)
+    two_streams.options = single_stream.options
 
-    assert two.streams == 2
-    assert ([t.text for t in two.translate(texts, beam_size=2)]
-            == [t.text for t in one.translate(texts, beam_size=2)])
+    assert two_streams.streams == 2
+    assert ([t.text for t in two_streams.translate(texts, beam_size=2)]
+            == [t.text for t in single_stream.translate(texts, beam_size=2)])
     with pytest.raises(ValueError, match="streams must be at least 1, got 0"):
         CT2Translator.load(ct2_dir, streams=0)
     with pytest.raises(ValueError, match=r"at least 1 and at most threads \(2\), got 3"):

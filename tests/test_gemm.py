@@ -207,19 +207,19 @@ def test_stacked_projection_follows_weight_changes(choose, restore_threads, valu
         torch.testing.assert_close(value_heads.transpose(1, 2).reshape(1, 1, 128), expected)
 
 
-@pytest.mark.parametrize("streams, searches, each", [(1, 1, 2), (2, 2, 1), (3, 2, 1)])
+@pytest.mark.parametrize("streams, searches, per_search", [(1, 1, 2), (2, 2, 1), (3, 2, 1)])
 def test_split_threads_shares_and_gives_back(choose, streams: int, searches: int,
-                                             each: int) -> None:
+                                             per_search: int) -> None:
     choose("torch")
     gemm.set_threads(2)
     with gemm.split_threads(streams) as allowed:
         assert allowed == searches
-        assert torch.get_num_threads() == each
+        assert torch.get_num_threads() == per_search
     assert torch.get_num_threads() == 2
 
 
 def test_split_threads_restores_own_count(choose) -> None:
-    # The service sets its count on a worker thread; the main thread's own count stays 2.
+    # The service sets its count on a worker thread, and the main thread keeps its own 2.
     choose("torch")
     gemm.set_threads(2)
     worker = threading.Thread(target=gemm.set_threads, args=(1,))
