@@ -22,13 +22,13 @@ fixed weights. Three backends multiply them:
 
 The backend is chosen once per process from NMT_GEMM: `auto` (default) takes `onednn` where
 torch has it, else `openblas` when the CPU is not Intel's and NumPy's BLAS is OpenBLAS, else
-`torch`. The service translates on a worker thread, where oneDNN brought no gain (see
-`automatic_backend`), so `nmt serve` sets NMT_GEMM to `automatic_backend(main_thread=False)` when
-it is `auto` (`use_worker_thread_backend`). Commands that search on a thread pool (`--streams`)
-do the same. On an AVX2 AMD EPYC, two streams ran 1.05-1.10 times as fast on OpenBLAS as on
-oneDNN. NOTE: apart from that, the backends were compared on two AVX-512 CPUs only. `onednn`
-won on an AMD EPYC. On an Intel Xeon the three ran a decoding step's products within about 5%,
-apart from products of under 32 rows, where MKL was the fastest of the three.
+`torch`. Searches on a worker thread may do better elsewhere (see `automatic_backend`), so
+`nmt serve`, whose batcher translates on one, sets NMT_GEMM to
+`automatic_backend(main_thread=False)` when it is `auto` (`use_worker_thread_backend`). Commands
+that search on a thread pool (`--streams`) do the same. NOTE: the backends were compared on three
+CPUs only: an AVX2 AMD EPYC, an AVX-512 AMD EPYC and an AVX-512 Intel Xeon. On the Xeon the
+three ran a decoding step's products within about 5%, apart from products of under 32 rows, where
+MKL was the fastest of the three.
 
 Training and autograd always use torch. The backends round differently, so a beam search can
 pick a different hypothesis where two scores nearly tie.
@@ -98,13 +98,14 @@ def automatic_backend(*, main_thread: bool = True) -> str:
     """Return the backend that NMT_GEMM=auto picks (see above).
 
     Pass `main_thread=False` for a process that translates on another thread than its main one.
-    oneDNN products were slower on a worker thread when another thread had run torch operations
-    too. Beam 4 over 96 iitb-test sentences took 3.2-3.7 s there, against 2.1-2.4 s on the main
-    thread (2 cores, AVX-512 AMD EPYC, torch 2.13), and OpenBLAS took about 2.9-3.1 s on either.
-    With all torch work on one worker thread, oneDNN was as fast there as on the main thread. The
-    service works that way, and it was no faster on oneDNN than on OpenBLAS.
+    There `auto` keeps oneDNN only on a CPU that is not Intel's and has AVX-512, the one kind
+    where it measured faster than OpenBLAS on worker threads. On 2 cores of an AVX-512 AMD EPYC
+    (torch 2.13, the seventh release), the service's batches for 256 requests took 4.7-5.1 s on
+    oneDNN against 5.6 s on OpenBLAS, and two streams ran at 2274-2282 target tokens/s against
+    2098-2104. On an AVX2 AMD EPYC, two streams ran 1.05-1.10 times as fast on OpenBLAS. On an
+    Intel CPU it picks `torch`, whose MKL ran the small products fastest there.
     """
-    if main_thread and _onednn_available():
+    if _onednn_available() and (main_thread or (not _intel_cpu() and _avx512())):
         return "onednn"
     if not _intel_cpu() and _numpy_blas() == "openblas":
         return "openblas"
@@ -297,6 +298,11 @@ def _intel_cpu(*, unknown: bool = True) -> bool:
     except OSError:
         return unknown
     return "GenuineIntel" in info
+
+
+def _avx512() -> bool:
+    """Check whether torch's CPU kernels run with AVX-512 on this machine."""
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 @functools.cache

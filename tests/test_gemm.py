@@ -265,6 +265,31 @@ def test_check_streams_names_limit(streams: int, threads: int, message: str) -> 
         gemm.check_streams(streams, threads)
 
 
+@pytest.mark.parametrize("intel, avx512, blas, main_thread, expected", [
+    (False, True, "openblas", True, "onednn"),
+    (False, False, "openblas", True, "onednn"),
+    (False, True, "openblas", False, "onednn"),  # an AVX-512 AMD EPYC
+    (False, False, "openblas", False, "openblas"),  # an AVX2 AMD EPYC
+    (True, True, "mkl", False, "torch"),  # an Intel Xeon
+    (False, False, "mkl", False, "torch"),
+])
+def test_automatic_backend_by_cpu_and_thread(monkeypatch, intel: bool, avx512: bool, blas: str,
+                                             main_thread: bool, expected: str) -> None:
+    monkeypatch.setattr(gemm, "_onednn_available", lambda: True)
+    monkeypatch.setattr(gemm, "_intel_cpu", lambda **_: intel)
+    monkeypatch.setattr(gemm, "_avx512", lambda: avx512)
+    monkeypatch.setattr(gemm, "_numpy_blas", lambda: blas)
+    assert gemm.automatic_backend(main_thread=main_thread) == expected
+
+
+def test_automatic_backend_without_onednn(monkeypatch) -> None:
+    monkeypatch.setattr(gemm, "_onednn_available", lambda: False)
+    monkeypatch.setattr(gemm, "_intel_cpu", lambda **_: False)
+    monkeypatch.setattr(gemm, "_avx512", lambda: True)
+    monkeypatch.setattr(gemm, "_numpy_blas", lambda: "openblas")
+    assert gemm.automatic_backend() == gemm.automatic_backend(main_thread=False) == "openblas"
+
+
 def test_worker_thread_backend_keeps_an_explicit_choice(choose) -> None:
     choose("torch")
     assert gemm.use_worker_thread_backend() == "torch"
