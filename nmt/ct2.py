@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import shutil
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,11 @@ class CT2Translator(Translator):
     @property
     def device(self) -> torch.device:
         return torch.device("cpu")
+
+    def _share_threads(self) -> AbstractContextManager[int]:
+        # CTranslate2 gave each of its `streams` searches its own threads at load time
+        # (inter_threads), so torch's thread settings are left alone.
+        return nullcontext(self.streams)
 
     def _search_batch(self, units, longest: int, options: SearchOptions, n_best: int,
                       max_length: int | None) -> list[list[Hypothesis]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -257,7 +258,7 @@ class Translator:
         """
         if self.streams == 1 or len(batches) <= 1 or self.device.type != "cpu":
             return [search(batch) for batch in batches]
-        with gemm.split_threads(self.streams) as searches:
+        with self._share_threads() as searches:
             if searches == 1:  # a single thread to share, so no pool
                 return [search(batch) for batch in batches]
             # The batches come shortest sources first. The longest go first, so that none of
@@ -267,6 +268,11 @@ class Translator:
                 found = dict(zip(order, pool.map(search, [batches[i] for i in order]),
                                  strict=True))
         return [found[i] for i in range(len(batches))]
+
+    def _share_threads(self) -> AbstractContextManager[int]:
+        """Return a context that shares the inference threads among `streams` searches and
+        yields how many may run at once."""
+        return gemm.split_threads(self.streams)
 
     def _search_batch(self, units: list[_Unit], longest: int, options: SearchOptions,
                       n_best: int, max_length: int | None) -> list[list[Hypothesis]]:

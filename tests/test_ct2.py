@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -125,6 +127,32 @@ def test_ct2_streams_give_the_same_translations(tiny_dir, tmp_path):
         CT2Translator.load(ct2_dir, streams=0)
     with pytest.raises(ValueError, match=r"at least 1 and at most threads \(2\), got 3"):
         CT2Translator.load(ct2_dir, threads=2, streams=3)
+
+
+def test_ct2_streams_search_at_once_whatever_torch_threads(tiny_dir, tmp_path,
+                                                           monkeypatch):
+    # CTranslate2 has its own threads per stream, so torch's count (1 here) must not serialize
+    # the searches, and it is left as it was.
+    ct2_dir = export_ct2(tiny_dir, tmp_path / "ct2")
+    translator = CT2Translator.load(ct2_dir, threads=2, streams=2)
+    translator.options = replace(translator.options, max_batch_size=2)
+    both_started = threading.Barrier(2, timeout=10)
+    calls = itertools.count()
+    search_batch = translator._search_batch
+
+    def search_with_another(*args):
+        if next(calls) < 2:  # the two batches
+            both_started.wait()  # BrokenBarrierError unless the other search runs meanwhile
+        return search_batch(*args)
+
+    monkeypatch.setattr(translator, "_search_batch", search_with_another)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        translator.translate([hindi for hindi, _ in TOY_PAIRS[:4]])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_export_int8_loads(tiny_dir, tmp_path):
