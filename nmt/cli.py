@@ -105,13 +105,18 @@ def read_input_lines(stream) -> list[str]:
 
 def _translate(args: argparse.Namespace) -> int:
     from nmt import gemm
+    from nmt.model_dir import check_model_dir
     from nmt.pipeline import translate_lines
     from nmt.translator import Translator
 
+    # Options and settings are checked before the input is read, which may wait for typing.
+    gemm.check_threads(args.threads, "--threads")
     gemm.check_streams(args.streams, args.threads)
-    lines = read_input_lines(sys.stdin.buffer)
     if args.streams > 1:
         gemm.use_worker_thread_backend()  # the searches run on a thread pool
+    gemm.backend()  # an invalid NMT_GEMM raises here
+    check_model_dir(args.model)
+    lines = read_input_lines(sys.stdin.buffer)
     translator = Translator.load(args.model)
     if args.int8:
         from nmt.quantize import quantize_translator

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nmt import gemm
 from nmt.config import ModelConfig
 from nmt.model import Transformer
 from nmt.model_dir import METADATA, TOKENIZER, load_model_dir
@@ -47,6 +48,20 @@ QUANTIZATIONS = ("int8", "int8_float32", "int16", "float16", "bfloat16")
 METADATA_KEY = "ctranslate2"
 # torch.nn.LayerNorm's default epsilon, which every layer norm of `Transformer` uses.
 LAYER_NORM_EPSILON = 1e-5
+
+
+def _check_threads_and_streams(threads: int, streams: int) -> None:
+    """Raise ValueError unless `threads` is 0 or a valid count (`nmt.gemm.check_threads`) and
+    `streams` is between 1 and `threads` (with 0, the CPUs available)."""
+    if threads != 0 or isinstance(threads, bool):
+        try:
+            gemm.check_threads(threads)
+        except ValueError as error:
+            raise ValueError(f"{error}; or 0 to let CTranslate2 choose") from None
+    limit = threads or gemm.available_cpus()
+    if isinstance(streams, bool) or not isinstance(streams, int) or not 1 <= streams <= limit:
+        source = "threads" if threads else "the CPUs available to this process"
+        raise ValueError(f"streams must be between 1 and {limit} ({source}), got {streams!r}")
 
 
 def _import_ctranslate2():
@@ -230,6 +245,7 @@ class CT2Translator(Translator):
         many batches are searched at once (CTranslate2's `inter_threads`), each on `threads //
         streams` threads (`intra_threads`).
         """
+        _check_threads_and_streams(threads, streams)
         ctranslate2 = _import_ctranslate2()
         model_dir = Path(model_dir)
         metadata_path = model_dir / METADATA
@@ -242,9 +258,6 @@ class CT2Translator(Translator):
                              f"with `nmt export-ct2`")
         config = ModelConfig.from_dict(metadata[METADATA_KEY]["model_config"])
         tokenizer = Tokenizer.from_file(model_dir / TOKENIZER)
-        if streams < 1 or (threads and streams > threads):
-            limit = f" and at most threads ({threads})" if threads else ""
-            raise ValueError(f"streams must be at least 1{limit}, got {streams}")
         engine = ctranslate2.Translator(str(model_dir), device=device, compute_type=compute_type,
                                         inter_threads=streams,
                                         intra_threads=max(1, threads // streams) if threads else 0)

@@ -47,9 +47,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["BACKENDS", "automatic_backend", "backend", "check_streams", "forget_weights",
-           "linear", "prepared_weight", "set_threads", "split_threads",
-           "use_worker_thread_backend"]
+__all__ = ["BACKENDS", "automatic_backend", "available_cpus", "backend", "check_streams",
+           "check_threads", "forget_weights", "linear", "prepared_weight", "set_threads",
+           "split_threads", "use_worker_thread_backend"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +112,26 @@ def automatic_backend(*, main_thread: bool = True) -> str:
     return "torch"
 
 
+def available_cpus() -> int:
+    """Return the number of CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity call outside Linux
+        return os.cpu_count() or 1
+
+
+def check_threads(threads: int | None, option: str = "threads") -> None:
+    """Raise ValueError unless `threads` is None (the default count) or between 1 and the CPUs
+    available. More threads than CPUs only make the searches wait for each other, and a count
+    in the tens of thousands made OpenMP fail to start its threads or crash."""
+    if threads is None:
+        return
+    limit = available_cpus()
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= limit:
+        raise ValueError(f"{option} must be between 1 and {limit} (the CPUs available to this "
+                         f"process), got {threads!r}")
+
+
 def check_streams(streams: int, threads: int | None) -> None:
     """Raise ValueError unless 1 <= `streams` <= `threads` (None: torch's default count), so
     that searches at once never use more threads than were given."""
@@ -149,8 +169,7 @@ def _set_threads(threads: int | None, quantized: bool) -> str:
     global _small_products_on, _threads
     from threadpoolctl import threadpool_limits
 
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
+    check_threads(threads)
     threads = threads or _DEFAULT_THREADS
     _threads = (threads, quantized)
     choice = backend()
@@ -190,7 +209,9 @@ def split_threads(streams: int) -> Iterator[int]:
         _split_depth += 1
         threads, quantized = _threads or (_DEFAULT_THREADS, False)
         if backend() != "openblas" or quantized:
-            threads = own_threads  # torch runs the products on the calling thread's count
+            # torch runs the products on the calling thread's count. A caller may have set it
+            # above the CPUs available, with torch.set_num_threads.
+            threads = min(own_threads, available_cpus())
         searches = max(1, min(streams, threads))
         _set_threads(threads // searches, quantized)
     try:

@@ -19,7 +19,8 @@ from nmt.config import ModelConfig
 from nmt.model import Transformer
 from nmt.tokenizer import Tokenizer
 
-__all__ = ["WEIGHTS", "CONFIG", "TOKENIZER", "METADATA", "load_model_dir", "save_model_dir"]
+__all__ = ["WEIGHTS", "CONFIG", "TOKENIZER", "METADATA", "check_model_dir", "load_model_dir",
+           "save_model_dir"]
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -52,15 +53,22 @@ def save_model_dir(
     return out_dir
 
 
-def load_model_dir(model_dir: Path, device: str = "cpu"
-                   ) -> tuple[Transformer, Tokenizer, dict[str, Any]]:
-    """Load the model (in fp32, eval mode), tokenizer and metadata of a model directory."""
+def check_model_dir(model_dir: Path) -> None:
+    """Raise FileNotFoundError unless `model_dir` is a folder with the files `load_model_dir`
+    reads."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"model directory {model_dir} does not exist")
     missing = [name for name in (WEIGHTS, CONFIG, TOKENIZER) if not (model_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(f"model directory {model_dir} is missing {', '.join(missing)}")
+
+
+def load_model_dir(model_dir: Path, device: str = "cpu"
+                   ) -> tuple[Transformer, Tokenizer, dict[str, Any]]:
+    """Load the model (in fp32, eval mode), tokenizer and metadata of a model directory."""
+    model_dir = Path(model_dir)
+    check_model_dir(model_dir)
 
     config = ModelConfig.load(model_dir / CONFIG)
     tokenizer = Tokenizer.from_file(model_dir / TOKENIZER)

@@ -131,6 +131,15 @@ class Settings(BaseSettings):
         engines.check_compute_type(engine, compute_type, info.data.get("device", "cpu"))
         return compute_type
 
+    @field_validator("torch_threads")
+    @classmethod
+    def _check_torch_threads(cls, value: int | None) -> int | None:
+        if value is not None:
+            from nmt import gemm  # imports torch, which serving loads anyway
+
+            gemm.check_threads(value)
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:

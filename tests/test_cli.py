@@ -73,6 +73,45 @@ def test_translate_streams_above_threads_exits_2(monkeypatch, capsys,
     assert captured.out == ""
 
 
+def test_translate_too_many_threads_exits_2(monkeypatch, capsys, tiny_model_dir: Path) -> None:
+    status, captured = run_translate(monkeypatch, capsys, tiny_model_dir, LINES, "--threads",
+                                     "100000")
+    assert status == 2
+    assert "--threads must be between 1 and" in captured.err
+    assert "got 100000" in captured.err
+    assert captured.out == ""
+
+
+class _UnreadableStdin:
+    """A stdin that fails the test if anything reads it."""
+
+    @property
+    def buffer(self):
+        raise AssertionError("stdin was read before the options were checked")
+
+
+def test_translate_missing_model_fails_before_reading(monkeypatch, capsys,
+                                                      tmp_path: Path) -> None:
+    monkeypatch.setattr(sys, "stdin", _UnreadableStdin())
+    assert main(["translate", "--model", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_translate_bad_gemm_fails_before_reading(monkeypatch, capsys,
+                                                 tiny_model_dir: Path) -> None:
+    from nmt import gemm
+
+    monkeypatch.setattr(sys, "stdin", _UnreadableStdin())
+    monkeypatch.setenv("NMT_GEMM", "foo")
+    gemm.backend.cache_clear()
+    try:
+        assert main(["translate", "--model", str(tiny_model_dir)]) == 2
+    finally:
+        monkeypatch.undo()
+        gemm.backend.cache_clear()
+    assert "NMT_GEMM must be one of" in capsys.readouterr().err
+
+
 def test_translate_empty_stdin(monkeypatch, capsys, tiny_model_dir: Path) -> None:
     status, captured = run_translate(monkeypatch, capsys, tiny_model_dir, [])
     assert status == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -123,14 +124,26 @@ def test_ct2_streams_give_the_same_translations(tiny_dir, tmp_path):
     assert two_streams.streams == 2
     assert ([t.text for t in two_streams.translate(texts, beam_size=2)]
             == [t.text for t in single_stream.translate(texts, beam_size=2)])
-    with pytest.raises(ValueError, match="streams must be at least 1, got 0"):
-        CT2Translator.load(ct2_dir, streams=0)
-    with pytest.raises(ValueError, match=r"at least 1 and at most threads \(2\), got 3"):
-        CT2Translator.load(ct2_dir, threads=2, streams=3)
 
 
-def test_ct2_streams_search_at_once_whatever_torch_threads(tiny_dir, tmp_path,
-                                                           monkeypatch):
+@pytest.mark.parametrize("threads, streams, message", [
+    (0, 0, "streams must be between 1 and 2 (the CPUs available to this process), got 0"),
+    (0, 3, "streams must be between 1 and 2 (the CPUs available to this process), got 3"),
+    (2, 3, "streams must be between 1 and 2 (threads), got 3"),
+    (2, 1.5, "streams must be between 1 and 2 (threads), got 1.5"),
+    (2, True, "streams must be between 1 and 2 (threads), got True"),
+    (-1, 1, "threads must be between 1 and 2 (the CPUs available to this process), got -1; "
+            "or 0 to let CTranslate2 choose"),
+    (3, 1, "threads must be between 1 and 2"),
+])
+def test_ct2_load_checks_thread_counts(monkeypatch, tmp_path, threads, streams, message):
+    # The checks run before the folder is read, so an empty folder is enough.
+    monkeypatch.setattr("nmt.gemm.available_cpus", lambda: 2)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        CT2Translator.load(tmp_path, threads=threads, streams=streams)
+
+
+def test_ct2_streams_ignore_torch_threads(tiny_dir, tmp_path, monkeypatch):
     # CTranslate2 has its own threads per stream, so torch's count (1 here) must not serialize
     # the searches, and it is left as it was.
     ct2_dir = export_ct2(tiny_dir, tmp_path / "ct2")

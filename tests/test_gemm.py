@@ -132,7 +132,8 @@ def test_torch_backend_sets_torch_threads(choose, restore_threads, value: str) -
 
 
 def test_rejects_zero_threads(choose, restore_threads) -> None:
-    with pytest.raises(ValueError, match="threads must be at least 1, got 0"):
+    with pytest.raises(ValueError, match=r"threads must be between 1 and \d+ \(the CPUs available "
+                                         r"to this process\), got 0"):
         gemm.set_threads(0)
 
 
@@ -254,6 +255,27 @@ def test_overlapping_splits_restore_threads(choose) -> None:
     assert torch.get_num_threads() == 2
     assert after == [2]
     assert gemm._threads == (2, False)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 3, 100_000, True, 1.5])
+def test_check_threads_names_the_limit(monkeypatch, threads) -> None:
+    monkeypatch.setattr(gemm, "available_cpus", lambda: 2)
+    message = ("--threads must be between 1 and 2 (the CPUs available to this process), "
+               f"got {threads!r}")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        gemm.check_threads(threads, "--threads")
+
+
+@pytest.mark.parametrize("threads", [None, 1, 2])
+def test_check_threads_accepts_available_counts(monkeypatch, threads) -> None:
+    monkeypatch.setattr(gemm, "available_cpus", lambda: 2)
+    gemm.check_threads(threads, "--threads")
+
+
+def test_set_threads_rejects_more_than_the_cpus(monkeypatch) -> None:
+    monkeypatch.setattr(gemm, "available_cpus", lambda: 2)
+    with pytest.raises(ValueError, match="threads must be between 1 and 2"):
+        gemm.set_threads(3)
 
 
 @pytest.mark.parametrize("streams, threads, message", [

@@ -287,9 +287,17 @@ def test_serve_native_int8_flag(scrambled_dir: Path, monkeypatch) -> None:
 def test_serve_threads_option(scrambled_dir: Path, monkeypatch) -> None:
     started = []
     monkeypatch.setattr("uvicorn.run", lambda app, **options: started.append(app))
+    monkeypatch.setattr("nmt.gemm.available_cpus", lambda: 4)
 
     assert run_serve(_serve_args("--model", str(scrambled_dir), "--threads", "3")) == 0
     assert started[0].state.settings.torch_threads == 3
+
+
+def test_serve_too_many_threads_exit_2(scrambled_dir: Path, monkeypatch, caplog) -> None:
+    monkeypatch.setattr("nmt.gemm.available_cpus", lambda: 2)
+    assert run_serve(_serve_args("--model", str(scrambled_dir), "--threads", "3")) == EXIT_USAGE
+    assert ("--threads or NMT_TORCH_THREADS: threads must be between 1 and 2 (the CPUs "
+            "available to this process), got 3" in caplog.text)
 
 
 def test_serve_zero_threads_exit_2(scrambled_dir: Path, caplog) -> None:
@@ -409,7 +417,7 @@ def test_serve_port_in_use_exit_2(scrambled_dir: Path, monkeypatch, caplog) -> N
     assert not started
 
 
-def test_serve_resolves_auto_gemm_for_a_worker_thread(scrambled_dir: Path, monkeypatch) -> None:
+def test_serve_resolves_auto_gemm(scrambled_dir: Path, monkeypatch) -> None:
     from nmt import gemm
 
     monkeypatch.setattr("uvicorn.run", lambda app, **options: None)

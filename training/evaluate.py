@@ -402,10 +402,12 @@ def _check_option_scope(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} must be positive, got {value}")
     if args.beam_size is not None and args.beam_size > MAX_BEAM_SIZE:
         raise ValueError(f"--beam-size must be at most {MAX_BEAM_SIZE}, got {args.beam_size}")
-    if args.streams is not None:  # only with --model, which imports torch anyway
-        from nmt import gemm
+    if args.threads is not None or args.streams is not None:
+        from nmt import gemm  # these options need --model, which imports torch anyway
 
-        gemm.check_streams(args.streams, args.threads)
+        gemm.check_threads(args.threads, "--threads")
+        if args.streams is not None:
+            gemm.check_streams(args.streams, args.threads)
 
 
 def _value_or(value, default):
