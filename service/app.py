@@ -61,7 +61,9 @@ def create_app(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
         metrics=metrics,
-        route_paths=frozenset(route.path for router in routers for route in router.routes),
+        # FastAPI's own pages (/docs, /openapi.json) are in app.routes already.
+        route_paths=frozenset(route.path for route in app.routes)
+        | frozenset(route.path for router in routers for route in router.routes),
     )
     for router in routers:
         app.include_router(router)

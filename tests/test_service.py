@@ -200,6 +200,14 @@ def test_ready_503_after_failed_load(service_settings) -> None:
         assert "failed to load" in translate.json()["error"]
 
 
+def test_metrics_label_fastapi_pages(service_client: TestClient) -> None:
+    service_client.get("/docs")
+    service_client.get("/no-such-page")
+    text = service_client.get("/metrics").text
+    assert 'nmt_http_requests_total{method="GET",route="/docs",status="200"} 1.0' in text
+    assert 'nmt_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
+
+
 def test_metrics(service_client: TestClient) -> None:
     service_client.post("/translate", json={"texts": ["एक।", "दो।"]})
     service_client.post("/translate", json={"text": ""})
