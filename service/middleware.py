@@ -28,6 +28,11 @@ CLIENT_CLOSED_REQUEST = 499
 # Incoming ids are echoed into logs and headers, so only short plain tokens are honoured.
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _UNMATCHED_ROUTE = "unmatched"
+# The standard HTTP methods, by which requests are counted in the metrics.
+_HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+_OTHER_METHOD = "other"
 
 
 class RequestContextMiddleware:
@@ -109,7 +114,9 @@ class RequestContextMiddleware:
     def _finish(self, scope: Scope, state: dict[str, Any], status: int, elapsed_s: float) -> None:
         route = _route_label(scope, self.route_paths)
         method = scope.get("method", "")
-        self.metrics.requests.labels(route, method, str(status)).inc()
+        # uvicorn accepts any token as a method, so the others share one label.
+        method_label = method if method in _HTTP_METHODS else _OTHER_METHOD
+        self.metrics.requests.labels(route, method_label, str(status)).inc()
         self.metrics.latency.labels(route).observe(elapsed_s)
         if status >= 400:
             self.metrics.errors.labels(route, f"{status // 100}xx").inc()

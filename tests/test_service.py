@@ -208,6 +208,15 @@ def test_metrics_label_fastapi_pages(service_client: TestClient) -> None:
     assert 'nmt_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
 
 
+def test_metrics_group_unknown_methods(service_client: TestClient) -> None:
+    for method in ("M1", "M2", "BREW"):
+        service_client.request(method, "/no-such-page")
+    text = service_client.get("/metrics").text
+    assert 'method="other",route="unmatched"' in text
+    assert 'method="M1"' not in text
+    assert 'method="BREW"' not in text
+
+
 def test_metrics(service_client: TestClient) -> None:
     service_client.post("/translate", json={"texts": ["एक।", "दो।"]})
     service_client.post("/translate", json={"text": ""})
