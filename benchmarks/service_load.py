@@ -244,6 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", choices=["batching", "no-batching"],
                         default=["batching", "no-batching"])
     args = parser.parse_args(argv)
+    from nmt import gemm  # imports torch, which the raw engine loads anyway
+
+    try:
+        gemm.check_threads(args.threads, "--threads")
+    except ValueError as error:
+        parser.error(str(error))
 
     sentences = read_lines(args.data_dir / TEST_SET)[: args.clients * args.requests]
     if len(sentences) < args.clients * args.requests:

@@ -41,6 +41,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from nmt import gemm  # noqa: E402
 from nmt.cli import positive_int  # noqa: E402
 from nmt.config import ModelConfig  # noqa: E402
 from nmt.model import Transformer, sinusoidal_positions  # noqa: E402
@@ -208,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch threads (default: the config's, else torch's default)")
     args = parser.parse_args(argv)
+    try:
+        gemm.check_threads(args.threads, "--threads")
+    except ValueError as error:
+        parser.error(str(error))
     missing = [str(path) for path in pair_files(args.pairs) if not path.is_file()]
     if missing:
         parser.error(f"--pairs {args.pairs}: no file {' or '.join(missing)} (PREFIX names the "

@@ -217,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="batches each engine searches at once, sharing --threads "
                              "(default: 1; above 1 needs --whole-set)")
     args = parser.parse_args(argv)
+    try:
+        gemm.check_threads(args.threads, "--threads")
+    except ValueError as error:
+        parser.error(str(error))
     if args.streams < 1 or args.threads < args.streams:
         parser.error(f"--streams must be between 1 and --threads ({args.threads}), "
                      f"got {args.streams}")

@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"beam size, at most {MAX_BEAM_SIZE} (default: the model's, 4 for the "
                           "released model)")
     tra.add_argument("--threads", type=positive_int, default=None,
-                     help="inference threads (default: one per core)")
+                     help="inference threads, at most the CPUs available (default: one per core)")
     tra.add_argument("--batch-lines", type=positive_int, default=256,
                      help="lines read per translate call, which the engine batches by length "
                           "(default: 256)")

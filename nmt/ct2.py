@@ -50,18 +50,24 @@ METADATA_KEY = "ctranslate2"
 LAYER_NORM_EPSILON = 1e-5
 
 
-def _check_threads_and_streams(threads: int, streams: int) -> None:
-    """Raise ValueError unless `threads` is 0 or a valid count (`nmt.gemm.check_threads`) and
-    `streams` is between 1 and `threads` (with 0, the CPUs available)."""
-    if threads != 0 or isinstance(threads, bool):
-        try:
-            gemm.check_threads(threads)
-        except ValueError as error:
-            raise ValueError(f"{error}; or 0 to let CTranslate2 choose") from None
-    limit = threads or gemm.available_cpus()
-    if isinstance(streams, bool) or not isinstance(streams, int) or not 1 <= streams <= limit:
-        source = "threads" if threads else "the CPUs available to this process"
-        raise ValueError(f"streams must be between 1 and {limit} ({source}), got {streams!r}")
+def _check_threads_and_streams(threads: int, streams: int) -> tuple[int, int]:
+    """Return `threads` and `streams` as ints.
+
+    Raise ValueError unless `threads` is 0 (CTranslate2 chooses) or a whole number up to the
+    CPUs available, and `streams` a whole number between 1 and `threads` (with 0, the CPUs).
+    """
+    cpus = gemm.available_cpus()
+    thread_count = gemm.whole_number(threads)
+    if thread_count is None or not 0 <= thread_count <= cpus:
+        raise ValueError(f"threads must be 0 (CTranslate2 chooses) or a whole number between 1 "
+                         f"and {cpus} (the CPUs available to this process), got {threads!r}")
+    limit = thread_count or cpus
+    stream_count = gemm.whole_number(streams)
+    if stream_count is None or not 1 <= stream_count <= limit:
+        source = "threads" if thread_count else "the CPUs available to this process"
+        raise ValueError(f"streams must be a whole number between 1 and {limit} ({source}), "
+                         f"got {streams!r}")
+    return thread_count, stream_count
 
 
 def _import_ctranslate2():
@@ -245,7 +251,7 @@ class CT2Translator(Translator):
         many batches are searched at once (CTranslate2's `inter_threads`), each on `threads //
         streams` threads (`intra_threads`).
         """
-        _check_threads_and_streams(threads, streams)
+        threads, streams = _check_threads_and_streams(threads, streams)
         ctranslate2 = _import_ctranslate2()
         model_dir = Path(model_dir)
         metadata_path = model_dir / METADATA
@@ -258,9 +264,13 @@ class CT2Translator(Translator):
                              f"with `nmt export-ct2`")
         config = ModelConfig.from_dict(metadata[METADATA_KEY]["model_config"])
         tokenizer = Tokenizer.from_file(model_dir / TOKENIZER)
+        # Creating the engine set the calling thread's torch count to intra_threads (CTranslate2
+        # 4.8.5), so the caller's count is put back.
+        torch_threads = torch.get_num_threads()
         engine = ctranslate2.Translator(str(model_dir), device=device, compute_type=compute_type,
                                         inter_threads=streams,
                                         intra_threads=max(1, threads // streams) if threads else 0)
+        torch.set_num_threads(torch_threads)
         logger.info("loaded CTranslate2 model %s (compute type %s)", model_dir,
                     engine.compute_type)
         translator = cls(engine, tokenizer, metadata, model_dir, config)

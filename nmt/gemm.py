@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import operator
 import os
 import threading
 from collections.abc import Iterator
@@ -49,7 +50,7 @@ from torch import nn
 
 __all__ = ["BACKENDS", "automatic_backend", "available_cpus", "backend", "check_streams",
            "check_threads", "forget_weights", "linear", "prepared_weight", "set_threads",
-           "split_threads", "use_worker_thread_backend"]
+           "split_threads", "use_worker_thread_backend", "whole_number"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,16 +121,31 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def check_threads(threads: int | None, option: str = "threads") -> None:
-    """Raise ValueError unless `threads` is None (the default count) or between 1 and the CPUs
-    available. More threads than CPUs only make the searches wait for each other, and a count
-    in the tens of thousands made OpenMP fail to start its threads or crash."""
+def whole_number(value: object) -> int | None:
+    """Return `value` as an int if it is an integer (a NumPy one too) and not a bool, else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def check_threads(threads: int | None, option: str = "threads") -> int | None:
+    """Return `threads` as an int, or None for the default count.
+
+    Raise ValueError unless it is a whole number between 1 and the CPUs available. More threads
+    than CPUs only make the searches wait for each other, and a count in the tens of thousands
+    made OpenMP fail to start its threads or crash.
+    """
     if threads is None:
-        return
+        return None
     limit = available_cpus()
-    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= limit:
-        raise ValueError(f"{option} must be between 1 and {limit} (the CPUs available to this "
-                         f"process), got {threads!r}")
+    count = whole_number(threads)
+    if count is None or not 1 <= count <= limit:
+        raise ValueError(f"{option} must be a whole number between 1 and {limit} (the CPUs "
+                         f"available to this process), got {threads!r}")
+    return count
 
 
 def check_streams(streams: int, threads: int | None) -> None:
@@ -161,15 +177,17 @@ def set_threads(threads: int | None = None, *, quantized: bool = False) -> None:
     the other backends torch gets them all. Pass `quantized=True` for a model whose linear layers
     are torch's int8 ones, which run on torch's threads.
     """
-    logger.info("inference: %s", _set_threads(threads, quantized))
+    logger.info("inference: %s", _set_threads(check_threads(threads), quantized))
 
 
 def _set_threads(threads: int | None, quantized: bool) -> str:
-    """Apply `set_threads` and return what it chose, in words."""
+    """Apply `set_threads` to a checked count and return what it chose, in words.
+
+    `split_threads` calls it unchecked, so that restoring a count never fails.
+    """
     global _small_products_on, _threads
     from threadpoolctl import threadpool_limits
 
-    check_threads(threads)
     threads = threads or _DEFAULT_THREADS
     _threads = (threads, quantized)
     choice = backend()

@@ -57,6 +57,8 @@ def check_model_dir(model_dir: Path) -> None:
     """Raise FileNotFoundError unless `model_dir` is a folder with the files `load_model_dir`
     reads."""
     model_dir = Path(model_dir)
+    if model_dir.exists() and not model_dir.is_dir():
+        raise FileNotFoundError(f"model directory {model_dir} is a file, not a directory")
     if not model_dir.is_dir():
         raise FileNotFoundError(f"model directory {model_dir} does not exist")
     missing = [name for name in (WEIGHTS, CONFIG, TOKENIZER) if not (model_dir / name).is_file()]

@@ -75,7 +75,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="inference threads of each worker (default: NMT_TORCH_THREADS, else one per core "
+        help="inference threads of each worker, at most the CPUs available (default: "
+        "NMT_TORCH_THREADS, else one per core "
         "for --engine native and CTranslate2's choice for --engine ctranslate2)",
     )
     parser.add_argument(

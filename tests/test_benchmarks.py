@@ -3,6 +3,7 @@ input. Their figures mean nothing here, and `benchmarks/README.md` has real ones
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -16,13 +17,20 @@ ENGLISH = ["India is a country.", "The weather is good today.", "He is going hom
            "This book is mine."]
 
 
+# The scripts run in their own processes, which check --threads against the real CPUs.
+NEEDS_TWO_CPUS = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
+                                    reason="--threads 2 needs 2 CPUs available")
+
+
 def _run(script: str, *argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *argv],
                           capture_output=True, text=True, timeout=300, check=False)
 
 
-@pytest.mark.parametrize("calls", [("--threads", "1"),
-                                   ("--threads", "2", "--whole-set", "--streams", "2")])
+@pytest.mark.parametrize("calls", [
+    ("--threads", "1"),
+    pytest.param(("--threads", "2", "--whole-set", "--streams", "2"), marks=NEEDS_TWO_CPUS),
+])
 def test_translation_speed_runs_each_engine(tiny_model_dir: Path, tmp_path: Path,
                                             calls: tuple[str, ...]) -> None:
     eval_dir = tmp_path / "eval"
@@ -45,9 +53,10 @@ def test_translation_speed_runs_each_engine(tiny_model_dir: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--threads", "2", "--streams", "3", "--whole-set"],
-     "--streams must be between 1 and --threads (2), got 3"),
-    (["--threads", "2", "--streams", "2"], "--streams above 1 needs --whole-set"),
+    pytest.param(["--threads", "2", "--streams", "3", "--whole-set"],
+                 "--streams must be between 1 and --threads (2), got 3", marks=NEEDS_TWO_CPUS),
+    pytest.param(["--threads", "2", "--streams", "2"], "--streams above 1 needs --whole-set",
+                 marks=NEEDS_TWO_CPUS),
 ])
 def test_translation_speed_rejects_bad_streams(tiny_model_dir: Path, argv: list[str],
                                                message: str) -> None:
@@ -83,6 +92,19 @@ def test_training_speed_rejects_bad_counts(argv: list[str]) -> None:
 
     assert done.returncode == 2
     assert "must be at least 1" in done.stderr
+
+
+@pytest.mark.parametrize("script, argv", [
+    ("translation_speed.py", ["--model", "models/x"]),
+    ("service_load.py", ["--model", "models/x"]),
+    ("training_speed.py", []),
+])
+def test_benchmarks_reject_too_many_threads(script: str, argv: list[str]) -> None:
+    done = _run(script, *argv, "--threads", "100000")
+
+    assert done.returncode == 2
+    assert "--threads must be a whole number between 1 and" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def _has_ctranslate2() -> bool:

@@ -77,7 +77,7 @@ def test_translate_too_many_threads_exits_2(monkeypatch, capsys, tiny_model_dir:
     status, captured = run_translate(monkeypatch, capsys, tiny_model_dir, LINES, "--threads",
                                      "100000")
     assert status == 2
-    assert "--threads must be between 1 and" in captured.err
+    assert "--threads must be a whole number between 1 and" in captured.err
     assert "got 100000" in captured.err
     assert captured.out == ""
 
@@ -95,6 +95,14 @@ def test_translate_missing_model_fails_before_reading(monkeypatch, capsys,
     monkeypatch.setattr(sys, "stdin", _UnreadableStdin())
     assert main(["translate", "--model", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_translate_model_file_is_not_a_directory(monkeypatch, capsys, tmp_path: Path) -> None:
+    model_file = tmp_path / "model.txt"
+    model_file.write_text("not a model\n", encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", _UnreadableStdin())
+    assert main(["translate", "--model", str(model_file)]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
 
 
 def test_translate_bad_gemm_fails_before_reading(monkeypatch, capsys,

@@ -8,6 +8,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -127,20 +128,41 @@ def test_ct2_streams_give_the_same_translations(tiny_dir, tmp_path):
 
 
 @pytest.mark.parametrize("threads, streams, message", [
-    (0, 0, "streams must be between 1 and 2 (the CPUs available to this process), got 0"),
-    (0, 3, "streams must be between 1 and 2 (the CPUs available to this process), got 3"),
-    (2, 3, "streams must be between 1 and 2 (threads), got 3"),
-    (2, 1.5, "streams must be between 1 and 2 (threads), got 1.5"),
-    (2, True, "streams must be between 1 and 2 (threads), got True"),
-    (-1, 1, "threads must be between 1 and 2 (the CPUs available to this process), got -1; "
-            "or 0 to let CTranslate2 choose"),
-    (3, 1, "threads must be between 1 and 2"),
+    (0, 0, "streams must be a whole number between 1 and 2 (the CPUs available to this "
+           "process), got 0"),
+    (0, 3, "streams must be a whole number between 1 and 2 (the CPUs available to this "
+           "process), got 3"),
+    (2, 3, "streams must be a whole number between 1 and 2 (threads), got 3"),
+    (2, 1.5, "streams must be a whole number between 1 and 2 (threads), got 1.5"),
+    (2, True, "streams must be a whole number between 1 and 2 (threads), got True"),
+    (-1, 1, "threads must be 0 (CTranslate2 chooses) or a whole number between 1 and 2 (the "
+            "CPUs available to this process), got -1"),
+    (3, 1, "threads must be 0 (CTranslate2 chooses) or a whole number between 1 and 2"),
+    (None, 1, "got None"),
+    (0.0, 1, "got 0.0"),
 ])
 def test_ct2_load_checks_thread_counts(monkeypatch, tmp_path, threads, streams, message):
     # The checks run before the folder is read, so an empty folder is enough.
     monkeypatch.setattr("nmt.gemm.available_cpus", lambda: 2)
     with pytest.raises(ValueError, match=re.escape(message)):
         CT2Translator.load(tmp_path, threads=threads, streams=streams)
+
+
+def test_ct2_load_keeps_torch_threads(tiny_dir, tmp_path):
+    ct2_dir = export_ct2(tiny_dir, tmp_path / "ct2")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        CT2Translator.load(ct2_dir, threads=2, streams=2)  # intra_threads 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_ct2_load_takes_numpy_integers(tiny_dir, tmp_path):
+    ct2_dir = export_ct2(tiny_dir, tmp_path / "ct2")
+    translator = CT2Translator.load(ct2_dir, threads=np.int64(1), streams=np.int64(1))
+    assert translator.streams == 1
 
 
 def test_ct2_streams_ignore_torch_threads(tiny_dir, tmp_path, monkeypatch):

@@ -179,7 +179,7 @@ def test_evaluate_missing_file_exits_2(tmp_path, hyp_ref, capsys):
         (["--hyp", "h.en", "--threads", "2"], "--threads applies only with --model"),
         (["--model", "models/x", "--src", "s.hi", "--threads", "0"], "--threads must be positive"),
         (["--model", "models/x", "--src", "s.hi", "--threads", "100000"],
-         "--threads must be between 1 and"),
+         "--threads must be a whole number between 1 and"),
         (["--model", "models/x", "--src", "s.hi", "--streams", "0"], "--streams must be positive"),
         (["--hyp", "h.en", "--streams", "2"], "--streams applies only with --model"),
         (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -132,8 +133,8 @@ def test_torch_backend_sets_torch_threads(choose, restore_threads, value: str) -
 
 
 def test_rejects_zero_threads(choose, restore_threads) -> None:
-    with pytest.raises(ValueError, match=r"threads must be between 1 and \d+ \(the CPUs available "
-                                         r"to this process\), got 0"):
+    with pytest.raises(ValueError, match=r"threads must be a whole number between 1 and \d+ "
+                                         r"\(the CPUs available to this process\), got 0"):
         gemm.set_threads(0)
 
 
@@ -260,21 +261,30 @@ def test_overlapping_splits_restore_threads(choose) -> None:
 @pytest.mark.parametrize("threads", [0, -1, 3, 100_000, True, 1.5])
 def test_check_threads_names_the_limit(monkeypatch, threads) -> None:
     monkeypatch.setattr(gemm, "available_cpus", lambda: 2)
-    message = ("--threads must be between 1 and 2 (the CPUs available to this process), "
-               f"got {threads!r}")
+    message = ("--threads must be a whole number between 1 and 2 (the CPUs available to this "
+               f"process), got {threads!r}")
     with pytest.raises(ValueError, match=re.escape(message)):
         gemm.check_threads(threads, "--threads")
 
 
-@pytest.mark.parametrize("threads", [None, 1, 2])
-def test_check_threads_accepts_available_counts(monkeypatch, threads) -> None:
+@pytest.mark.parametrize("threads, expected", [(None, None), (1, 1), (2, 2), (np.int64(2), 2)])
+def test_check_threads_accepts_available_counts(monkeypatch, threads, expected) -> None:
     monkeypatch.setattr(gemm, "available_cpus", lambda: 2)
-    gemm.check_threads(threads, "--threads")
+    assert gemm.check_threads(threads, "--threads") == expected
+
+
+def test_split_threads_restores_after_cpus_shrink(choose, restore_threads, monkeypatch) -> None:
+    # The CPUs available may shrink while a block runs (taskset -p); leaving it must not fail.
+    choose("torch")
+    gemm.set_threads(2)
+    with gemm.split_threads(2):
+        monkeypatch.setattr(gemm, "available_cpus", lambda: 1)
+    assert torch.get_num_threads() == 2
 
 
 def test_set_threads_rejects_more_than_the_cpus(monkeypatch) -> None:
     monkeypatch.setattr(gemm, "available_cpus", lambda: 2)
-    with pytest.raises(ValueError, match="threads must be between 1 and 2"):
+    with pytest.raises(ValueError, match="threads must be a whole number between 1 and 2"):
         gemm.set_threads(3)
 
 

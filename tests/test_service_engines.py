@@ -296,8 +296,8 @@ def test_serve_threads_option(scrambled_dir: Path, monkeypatch) -> None:
 def test_serve_too_many_threads_exit_2(scrambled_dir: Path, monkeypatch, caplog) -> None:
     monkeypatch.setattr("nmt.gemm.available_cpus", lambda: 2)
     assert run_serve(_serve_args("--model", str(scrambled_dir), "--threads", "3")) == EXIT_USAGE
-    assert ("--threads or NMT_TORCH_THREADS: threads must be between 1 and 2 (the CPUs "
-            "available to this process), got 3" in caplog.text)
+    assert ("--threads or NMT_TORCH_THREADS: threads must be a whole number between 1 and 2 "
+            "(the CPUs available to this process), got 3" in caplog.text)
 
 
 def test_serve_zero_threads_exit_2(scrambled_dir: Path, caplog) -> None:

@@ -352,7 +352,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help='torch device for --model, e.g. "cuda" (default "cpu")')
     parser.add_argument(
         "--threads", type=int, metavar="N",
-        help="inference threads for --model (default: one per core)",
+        help="inference threads for --model, at most the CPUs available (default: one per "
+        "core)",
     )
     parser.add_argument(
         "--streams", type=int, metavar="N",
