@@ -76,8 +76,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="inference threads of each worker, at most the CPUs available (default: "
-        "NMT_TORCH_THREADS, else one per core "
-        "for --engine native and CTranslate2's choice for --engine ctranslate2)",
+        "NMT_TORCH_THREADS, else the CPUs divided among --workers, or with one worker one per "
+        "core for --engine native and CTranslate2's choice for --engine ctranslate2)",
     )
     parser.add_argument(
         "--log-level",
@@ -190,6 +190,17 @@ def run_serve(args: argparse.Namespace) -> int:
         )
         return 0
 
+    # Each worker process runs its own searches. By default they share the CPUs, instead of each
+    # taking one thread per core.
+    cpus = gemm.available_cpus()
+    if settings.torch_threads is None:
+        overrides["torch_threads"] = max(1, cpus // args.workers)
+        logger.info("%d workers share %d CPUs: %d inference thread(s) each", args.workers, cpus,
+                    overrides["torch_threads"])
+    elif settings.torch_threads * args.workers > cpus:
+        logger.warning("%d workers x %d inference threads exceed the %d CPUs available, so "
+                       "their searches will wait for each other; lower --threads or --workers",
+                       args.workers, settings.torch_threads, cpus)
     # Worker processes build their own app from the environment, so pass overrides there.
     for name, value in overrides.items():
         os.environ[f"NMT_{name.upper()}"] = str(value)

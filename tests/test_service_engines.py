@@ -300,6 +300,29 @@ def test_serve_too_many_threads_exit_2(scrambled_dir: Path, monkeypatch, caplog)
             "(the CPUs available to this process), got 3" in caplog.text)
 
 
+def test_serve_workers_share_the_cpus(scrambled_dir: Path, monkeypatch) -> None:
+    runs = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: runs.append(options))
+    monkeypatch.setattr("nmt.gemm.available_cpus", lambda: 4)
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # run_serve exports its settings
+    os.environ.pop("NMT_TORCH_THREADS", None)
+
+    assert run_serve(_serve_args("--model", str(scrambled_dir), "--workers", "2")) == 0
+    assert runs[0]["workers"] == 2
+    assert os.environ["NMT_TORCH_THREADS"] == "2"
+
+
+def test_serve_warns_when_workers_exceed_cpus(scrambled_dir: Path, monkeypatch,
+                                              caplog) -> None:
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: None)
+    monkeypatch.setattr("nmt.gemm.available_cpus", lambda: 2)
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # run_serve exports its settings
+
+    assert run_serve(_serve_args("--model", str(scrambled_dir), "--threads", "2",
+                                 "--workers", "2")) == 0
+    assert "2 workers x 2 inference threads exceed the 2 CPUs available" in caplog.text
+
+
 def test_serve_zero_threads_exit_2(scrambled_dir: Path, caplog) -> None:
     assert run_serve(_serve_args("--model", str(scrambled_dir), "--threads", "0")) == EXIT_USAGE
     assert ("--threads or NMT_TORCH_THREADS: Input should be greater than or equal to 1, got 0"
