@@ -4,9 +4,10 @@ For each batching setting the script starts `nmt serve` on a free 127.0.0.1 port
 (NMT_BATCHING=true or false, the same inference thread count), waits for /ready, then runs C
 concurrent clients that each send R single-sentence POST /translate requests one after the other.
 It reports requests/s, latency percentiles and the server's peak resident memory (VmHWM from
-/proc/PID/status), then stops the server. The raw engine figure is `Translator.translate` on the
-same sentences in batches of 32 in this process, with no server running. Every request and the
-whole run have time limits, so the script always ends by itself.
+/proc/PID/status, summed over its worker processes), then stops the server. The raw engine
+figure is `Translator.translate` on the same sentences in batches of 32 in this process, with no
+server running, on as many threads as all workers together. Every request and the whole run have
+time limits, so the script always ends by itself.
 
     python benchmarks/service_load.py --model models/hi-en --data-dir DATA_DIR
 """
@@ -83,30 +84,64 @@ def peak_rss_kib(pid: int) -> int | None:
     return None
 
 
+def peak_rss_tree_kib(pid: int) -> int | None:
+    """Return the summed peak resident set size of process `pid` and its descendants in KiB,
+    such as the worker processes of `nmt serve --workers N`, or None if unknown."""
+    total = peak_rss_kib(pid)
+    if total is None:
+        return None
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    for child in children:
+        total += peak_rss_tree_kib(int(child)) or 0
+    return total
+
+
 def start_server(model: Path, port: int, batching: bool, threads: int,
-                 extra_env: dict[str, str]) -> subprocess.Popen:
-    """Start `nmt serve` on HOST:port and return the process (not yet ready)."""
+                 extra_env: dict[str, str], workers: int = 1) -> subprocess.Popen:
+    """Start `nmt serve` on HOST:port with `threads` per worker process and return the
+    process (not yet ready)."""
     env = {**os.environ, "NMT_BATCHING": "true" if batching else "false",
            "NMT_TORCH_THREADS": str(threads), **extra_env}
     command = [sys.executable, "-m", "nmt.cli", "serve", "--model", str(model), "--host", HOST,
-               "--port", str(port), "--log-level", "warning"]
+               "--port", str(port), "--log-level", "warning", "--workers", str(workers)]
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
 
 
-def wait_ready(process: subprocess.Popen, base_url: str) -> None:
-    """Poll /ready until it returns 200; raise if the server exits or takes too long."""
+def wait_ready(process: subprocess.Popen, base_url: str, workers: int = 1) -> None:
+    """Poll /ready until it returns 200; raise if the server exits or takes too long.
+
+    Each worker process loads its own model, and a request reaches whichever worker accepts its
+    connection. So with several workers, each poll sends 4 × workers requests at once on new
+    connections, and two polls in a row must see only 200s. NOTE: the kernel picks the worker
+    for each connection, so this makes it very likely, not certain, that every worker answered.
+    """
     deadline = time.monotonic() + READY_TIMEOUT_S
-    with httpx.Client(timeout=5.0) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"the server exited with code {process.returncode} at start-up")
-            try:
-                if client.get(f"{base_url}/ready").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(POLL_INTERVAL_S)
+    successes = 0
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with code {process.returncode} at start-up")
+        statuses = asyncio.run(_poll_ready(base_url, 1 if workers == 1 else 4 * workers))
+        successes = successes + 1 if all(status == 200 for status in statuses) else 0
+        if successes >= (1 if workers == 1 else 2):
+            return
+        time.sleep(POLL_INTERVAL_S)
     raise TimeoutError(f"the server at {base_url} was not ready after {READY_TIMEOUT_S:.0f} s")
+
+
+async def _poll_ready(base_url: str, requests: int) -> list[int]:
+    """Send `requests` GET /ready at once, each on its own connection; return the statuses
+    (0 for a request that could not connect)."""
+    async def poll() -> int:
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                return (await client.get(f"{base_url}/ready")).status_code
+        except httpx.TransportError:
+            return 0
+
+    return list(await asyncio.gather(*(poll() for _ in range(requests))))
 
 
 def stop_server(process: subprocess.Popen) -> None:
@@ -197,16 +232,16 @@ def load_test(args: argparse.Namespace, sentences: list[str], batching: bool,
     """Start a server, load it, read its peak memory and stop it."""
     port = free_port()
     base_url = f"http://{HOST}:{port}"
-    process = start_server(args.model, port, batching, args.threads, extra_env)
+    process = start_server(args.model, port, batching, args.threads, extra_env, args.workers)
     try:
-        wait_ready(process, base_url)
+        wait_ready(process, base_url, args.workers)
         # One request first, so that neither setting pays for the first call's set-up.
         asyncio.run(run_clients(port, sentences[:1], 1, 1, args.request_timeout,
                                 args.request_timeout))
         latencies, failures, seconds = asyncio.run(run_clients(
             port, sentences, args.clients, args.requests, args.request_timeout,
             args.run_timeout))
-        peak = peak_rss_kib(process.pid)
+        peak = peak_rss_tree_kib(process.pid)
     finally:
         stop_server(process)
     return LoadResult(label, args.clients * args.requests, failures, seconds, latencies, peak)
@@ -236,7 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=8,
                         help="requests per client, one sentence each (default: 8)")
     parser.add_argument("--threads", type=int, default=2,
-                        help="inference threads of the server and the raw engine (default: 2)")
+                        help="inference threads of each server worker (default: 2); the raw "
+                             "engine gets threads x workers")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server worker processes, each with its own model and batcher "
+                             "(default: 1)")
     parser.add_argument("--request-timeout", type=float, default=300.0,
                         help="seconds one request may take (default: 300)")
     parser.add_argument("--run-timeout", type=float, default=900.0,
@@ -246,18 +285,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from nmt import gemm  # imports torch, which the raw engine loads anyway
 
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
     try:
-        gemm.check_threads(args.threads, "--threads")
+        label = "--threads" if args.workers == 1 else "--threads x --workers"
+        gemm.check_threads(args.threads * args.workers, label)
     except ValueError as error:
         parser.error(str(error))
 
     sentences = read_lines(args.data_dir / TEST_SET)[: args.clients * args.requests]
     if len(sentences) < args.clients * args.requests:
         parser.error(f"{TEST_SET} has only {len(sentences)} sentences")
-    print(f"{args.clients} clients x {args.requests} requests, {args.threads} threads, "
-          f"model {args.model}")
+    print(f"{args.clients} clients x {args.requests} requests, {args.workers} worker(s) x "
+          f"{args.threads} threads, model {args.model}")
 
-    raw = raw_engine_rate(args.model, sentences, args.threads)
+    raw = raw_engine_rate(args.model, sentences, args.threads * args.workers)
     print(f"raw engine: {raw:.2f} sentences/s (Translator.translate, batches of {RAW_BATCH_SIZE})")
 
     results = {}
