@@ -116,16 +116,17 @@ def wait_ready(process: subprocess.Popen, base_url: str, workers: int = 1) -> No
     Each worker process loads its own model, and a request reaches whichever worker accepts its
     connection. So with several workers, each poll sends 4 × workers requests at once on new
     connections, and two polls in a row must see only 200s. NOTE: the kernel picks the worker
-    for each connection, so this makes it very likely, not certain, that every worker answered.
+    for each connection, so this makes it very likely, not certain, that every worker is ready.
     """
+    requests, polls_needed = (1, 1) if workers == 1 else (4 * workers, 2)
     deadline = time.monotonic() + READY_TIMEOUT_S
     successes = 0
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with code {process.returncode} at start-up")
-        statuses = asyncio.run(_poll_ready(base_url, 1 if workers == 1 else 4 * workers))
+        statuses = asyncio.run(_poll_ready(base_url, requests))
         successes = successes + 1 if all(status == 200 for status in statuses) else 0
-        if successes >= (1 if workers == 1 else 2):
+        if successes >= polls_needed:
             return
         time.sleep(POLL_INTERVAL_S)
     raise TimeoutError(f"the server at {base_url} was not ready after {READY_TIMEOUT_S:.0f} s")
@@ -287,8 +288,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
+    label = "--threads" if args.workers == 1 else "--threads x --workers"
     try:
-        label = "--threads" if args.workers == 1 else "--threads x --workers"
         gemm.check_threads(args.threads * args.workers, label)
     except ValueError as error:
         parser.error(str(error))

@@ -183,7 +183,8 @@ def set_threads(threads: int | None = None, *, quantized: bool = False) -> None:
 def _set_threads(threads: int | None, quantized: bool) -> str:
     """Apply `set_threads` to a checked count and return what it chose, in words.
 
-    `split_threads` calls it unchecked, so that restoring a count never fails.
+    `split_threads` calls it without the check, so that restoring the count it replaced cannot
+    fail when the CPUs available shrink meanwhile.
     """
     global _small_products_on, _threads
     from threadpoolctl import threadpool_limits

@@ -97,7 +97,7 @@ def test_translate_missing_model_fails_before_reading(monkeypatch, capsys,
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_translate_model_file_is_not_a_directory(monkeypatch, capsys, tmp_path: Path) -> None:
+def test_translate_rejects_model_file(monkeypatch, capsys, tmp_path: Path) -> None:
     model_file = tmp_path / "model.txt"
     model_file.write_text("not a model\n", encoding="utf-8")
     monkeypatch.setattr(sys, "stdin", _UnreadableStdin())

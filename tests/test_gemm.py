@@ -282,7 +282,7 @@ def test_split_threads_restores_after_cpus_shrink(choose, restore_threads, monke
     assert torch.get_num_threads() == 2
 
 
-def test_set_threads_rejects_more_than_the_cpus(monkeypatch) -> None:
+def test_set_threads_rejects_excess_threads(monkeypatch) -> None:
     monkeypatch.setattr(gemm, "available_cpus", lambda: 2)
     with pytest.raises(ValueError, match="threads must be a whole number between 1 and 2"):
         gemm.set_threads(3)
