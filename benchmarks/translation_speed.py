@@ -15,7 +15,13 @@ sentence, and the engine sorts them by length into batches of at most `batch siz
 `nmt translate` does with a file. `--streams N` then lets each engine search N of those batches
 at once, on `threads / N` threads each (CTranslate2's `inter_threads` and `intra_threads`).
 
-    python benchmarks/translation_speed.py --model models/hi-en --data-dir DATA_DIR
+On a shared or virtual machine one run of a configuration can be up to a fifth faster or slower
+than the next. `--rounds N` measures every configuration N times, each time in fresh processes,
+with the engines taking turns to go first. The table then gives the median of the rounds, and
+each ratio is the median of the rounds' own ratios (native ÷ CTranslate2 of the same round),
+with their lowest and highest.
+
+    python benchmarks/translation_speed.py --model models/hi-en --data-dir DATA_DIR --rounds 5
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import statistics
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -157,40 +165,72 @@ class _DecodeCounter:
         del self.model.decode_step
 
 
-def print_report(results: list[Result]) -> None:
-    print(f"{'engine':12s} {'compute':8s} {'beam':>4s} {'batch':>5s} {'sent/s':>8s} "
-          f"{'tok/s':>8s} {'cpu s':>7s} {'BLEU':>6s}")
-    for r in results:
-        print(f"{r.engine:12s} {r.compute_type:8s} {r.beam_size:4d} {r.batch_size:5d} "
-              f"{r.sentences_per_second:8.2f} {r.tokens_per_second:8.1f} {r.cpu_seconds:7.1f} "
-              f"{r.bleu:6.2f}")
+def median_result(rounds: list[Result]) -> Result:
+    """Return the round with the median wall time (the lower middle one of an even count)."""
+    ordered = sorted(rounds, key=lambda r: r.seconds)
+    return ordered[(len(ordered) - 1) // 2]
 
-    by_key = {(r.engine, r.compute_type, r.beam_size, r.batch_size): r for r in results}
+
+def spread(values: list[float]) -> str:
+    """Format the median of `values`, and with several values their lowest and highest."""
+    text = f"{statistics.median(values):5.2f}"
+    if len(values) > 1:
+        text += f" ({min(values):.2f}-{max(values):.2f})"
+    return text
+
+
+def print_report(results: list[Result]) -> None:
+    """Print the figures of every configuration, the medians where it ran several rounds."""
+    rounds: dict[tuple, list[Result]] = defaultdict(list)
+    for r in results:
+        rounds[(r.engine, r.compute_type, r.beam_size, r.batch_size)].append(r)
+    count = max(len(runs) for runs in rounds.values())
+    by_key = {key: median_result(runs) for key, runs in rounds.items()}
+
+    if count > 1:
+        print(f"median of {count} rounds; tok/s range: the slowest and fastest round")
+    print(f"{'engine':12s} {'compute':8s} {'beam':>4s} {'batch':>5s} {'sent/s':>8s} "
+          f"{'tok/s':>8s} {'cpu s':>7s} {'BLEU':>6s}" + ("   tok/s range" if count > 1 else ""))
+    for key, r in by_key.items():
+        line = (f"{r.engine:12s} {r.compute_type:8s} {r.beam_size:4d} {r.batch_size:5d} "
+                f"{r.sentences_per_second:8.2f} {r.tokens_per_second:8.1f} "
+                f"{r.cpu_seconds:7.1f} {r.bleu:6.2f}")
+        if count > 1:
+            speeds = [run.tokens_per_second for run in rounds[key]]
+            line += f"   {min(speeds):.1f}-{max(speeds):.1f}"
+        print(line)
+    for key, runs in rounds.items():
+        if any(run.outputs != runs[0].outputs for run in runs):
+            print(f"NOTE: {' '.join(map(str, key))}: the rounds' outputs differ")
+
     print("\nnative / ctranslate2 (target tokens per wall second; 1.0 = as fast):")
-    for (engine, compute_type, beam, batch), native in by_key.items():
-        other = by_key.get(("ctranslate2", compute_type, beam, batch))
-        if engine != "native" or other is None:
+    for (engine, compute_type, beam, batch), native_runs in rounds.items():
+        other_runs = rounds.get(("ctranslate2", compute_type, beam, batch))
+        if engine != "native" or other_runs is None:
             continue
-        same = sum(a == b for a, b in zip(native.outputs, other.outputs, strict=True))
+        pairs = list(zip(native_runs, other_runs, strict=True))  # one pair per round
+        wall = [native.tokens_per_second / other.tokens_per_second for native, other in pairs]
         # Tokens per CPU second: steadier than wall time when other processes share the CPU.
-        cpu_ratio = ((native.target_tokens / native.cpu_seconds)
-                     / (other.target_tokens / other.cpu_seconds))
-        print(f"  {compute_type:8s} beam {beam} batch {batch:2d}: "
-              f"{native.tokens_per_second / other.tokens_per_second:5.2f}   "
-              f"(by CPU time {cpu_ratio:4.2f}; identical outputs: {same}/{native.sentences})")
+        cpu = [(native.target_tokens / native.cpu_seconds)
+               / (other.target_tokens / other.cpu_seconds) for native, other in pairs]
+        native, other = pairs[0]
+        same = sum(a == b for a, b in zip(native.outputs, other.outputs, strict=True))
+        print(f"  {compute_type:8s} beam {beam} batch {batch:2d}: {spread(wall)}   "
+              f"(by CPU time {spread(cpu).strip()}; identical outputs: "
+              f"{same}/{native.sentences})")
 
     print("\nnative decoding steps (decoder calls; rows = hypotheses decoded per call):")
-    for r in results:
+    for r in by_key.values():
         if r.engine == "native" and r.decode_steps:
             print(f"  {r.compute_type:8s} beam {r.beam_size} batch {r.batch_size:2d}: "
                   f"{r.decode_steps} steps, {r.decode_rows / r.decode_steps:.1f} rows per step "
                   f"(a full batch has {r.beam_size * r.batch_size})")
 
     print("\nint8 BLEU change (int8 - float32):")
+    largest_batch = max(r.batch_size for r in results)
     for (engine, compute_type, beam, batch), quantized in by_key.items():
         full = by_key.get((engine, "float32", beam, batch))
-        if compute_type == "int8" and full is not None and batch == max(r.batch_size
-                                                                         for r in results):
+        if compute_type == "int8" and full is not None and batch == largest_batch:
             print(f"  {engine:12s} beam {beam}: {quantized.bleu - full.bleu:+.2f}")
 
 
@@ -216,7 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=1,
                         help="batches each engine searches at once, sharing --threads "
                              "(default: 1; above 1 needs --whole-set)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="times to measure every configuration, the engines taking turns "
+                             "to go first; the report gives medians (default: 1)")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     try:
         gemm.check_threads(args.threads, "--threads")
     except ValueError as error:
@@ -253,10 +298,16 @@ def main(argv: list[str] | None = None) -> int:
             from nmt.ct2 import export_ct2
 
             ct2_dir = export_ct2(args.model, Path(scratch) / "ct2")
-        for engine in args.engines:
-            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-                results += pool.submit(measure_engine, engine, args, ct2_dir, sources,
-                                       references).result()
+        for round_index in range(args.rounds):
+            if args.rounds > 1:
+                print(f"round {round_index + 1} of {args.rounds}", flush=True)
+            # The engines take turns to go first, so that a slow stretch of the machine does
+            # not always fall on the same one.
+            shift = round_index % len(args.engines)
+            for engine in args.engines[shift:] + args.engines[:shift]:
+                with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                    results += pool.submit(measure_engine, engine, args, ct2_dir, sources,
+                                           references).result()
     print()
     print_report(results)
     return 0

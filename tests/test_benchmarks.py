@@ -52,6 +52,36 @@ def test_translation_speed_runs_each_engine(tiny_model_dir: Path, tmp_path: Path
                      r"has 4\)", done.stdout)
 
 
+def test_translation_speed_reports_round_medians(tiny_model_dir: Path,
+                                                 tmp_path: Path) -> None:
+    eval_dir = tmp_path / "eval"
+    eval_dir.mkdir()
+    (eval_dir / "iitb-test.hi").write_text("\n".join(HINDI) + "\n", encoding="utf-8")
+    (eval_dir / "iitb-test.en").write_text("\n".join(ENGLISH) + "\n", encoding="utf-8")
+    engines = ["native", "ctranslate2"] if _has_ctranslate2() else ["native"]
+
+    done = _run("translation_speed.py", "--model", str(tiny_model_dir), "--data-dir",
+                str(tmp_path), "--sentences", "4", "--threads", "1", "--beam-sizes", "2",
+                "--batch-sizes", "2", "--compute-types", "float32", "--engines", *engines,
+                "--rounds", "2")
+
+    assert done.returncode == 0, done.stderr
+    assert "round 2 of 2" in done.stdout
+    assert "median of 2 rounds" in done.stdout
+    assert done.stdout.count("done: native float32 beam 2 batch 2") == 2
+    assert "the rounds' outputs differ" not in done.stdout
+    if len(engines) == 2:
+        # The ratio is the median of the rounds' ratios, then their lowest and highest.
+        assert re.search(r"float32  beam 2 batch  2:  *[\d.]+ \([\d.]+-[\d.]+\)", done.stdout)
+
+
+def test_translation_speed_rejects_zero_rounds(tiny_model_dir: Path) -> None:
+    done = _run("translation_speed.py", "--model", str(tiny_model_dir), "--threads", "1",
+                "--rounds", "0")
+    assert done.returncode == 2
+    assert "--rounds must be at least 1, got 0" in done.stderr
+
+
 @pytest.mark.parametrize("argv, message", [
     pytest.param(["--threads", "2", "--streams", "3", "--whole-set"],
                  "--streams must be between 1 and --threads (2), got 3", marks=NEEDS_TWO_CPUS),
