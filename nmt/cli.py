@@ -106,18 +106,23 @@ def read_input_lines(stream) -> list[str]:
 def _translate(args: argparse.Namespace) -> int:
     from nmt import gemm
     from nmt.model_dir import check_model_dir
-    from nmt.pipeline import translate_lines
+    from nmt.pipeline import translate_texts
     from nmt.translator import Translator
 
-    # Options and settings are checked before the input is read, which may wait for typing.
+    # Options, settings and the model are checked before the input is read, so that a mistake
+    # neither waits for typing nor consumes piped input.
     gemm.check_threads(args.threads, "--threads")
     gemm.check_streams(args.streams, args.threads)
     if args.streams > 1:
         gemm.use_worker_thread_backend()  # the searches run on a thread pool
     gemm.backend()  # an invalid NMT_GEMM raises here
     check_model_dir(args.model)
-    lines = read_input_lines(sys.stdin.buffer)
     translator = Translator.load(args.model)
+    beam = args.beam_size or translator.options.beam_size
+    if args.n_best > beam:
+        raise ValueError(f"--n-best must be at most the beam size ({beam}), got "
+                         f"{args.n_best}. Raise --beam-size or lower --n-best.")
+    lines = read_input_lines(sys.stdin.buffer)
     if args.int8:
         from nmt.quantize import quantize_translator
 
@@ -126,8 +131,17 @@ def _translate(args: argparse.Namespace) -> int:
     translator.streams = args.streams
     for start in range(0, len(lines), args.batch_lines):
         chunk = lines[start:start + args.batch_lines]
-        for output in translate_lines(translator, chunk, beam_size=args.beam_size):
-            print(output, flush=False)
+        results = translate_texts(translator, chunk, beam_size=args.beam_size,
+                                  n_best=args.n_best, max_length=args.max_length)
+        for number, result in enumerate(results, start=start):
+            if args.n_best == 1:
+                print(result.translation, flush=False)
+                continue
+            # Moses n-best format: input line (from 0) ||| translation ||| score, best first.
+            texts = [result.translation, *result.alternatives]
+            scores = [result.score, *result.alternative_scores]
+            for text, score in zip(texts, scores, strict=True):
+                print(f"{number} ||| {text} ||| {score:.4f}", flush=False)
     sys.stdout.flush()
     return 0
 
@@ -210,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "--threads (default: 1; see the README)")
     tra.add_argument("--int8", action="store_true",
                      help="quantize the linear layers to int8 (faster on CPU, see benchmarks/)")
+    tra.add_argument("--n-best", type=positive_int, default=1,
+                     help="distinct translations per line, up to N and at most the beam size; "
+                          "above 1, each is printed as 'LINE ||| TRANSLATION ||| SCORE', best "
+                          "first, LINE counted from 0 (default: 1, the translation alone)")
+    tra.add_argument("--max-length", type=positive_int, default=None,
+                     help="maximum target tokens per sentence, eos not counted (default: the "
+                          "model's limit; 1.5 × source tokens + 10 for the released model)")
     tra.set_defaults(run=_translate)
 
     from training.evaluate import add_evaluate_arguments, run_evaluate

@@ -120,6 +120,44 @@ def test_translate_bad_gemm_fails_before_reading(monkeypatch, capsys,
     assert "NMT_GEMM must be one of" in capsys.readouterr().err
 
 
+def test_translate_n_best_moses_format(monkeypatch, capsys, tiny_model_dir: Path) -> None:
+    lines = ["भारत एक देश है।", "", "वह घर जा रहा है।"]
+    status, captured = run_translate(monkeypatch, capsys, tiny_model_dir, lines,
+                                     "--beam-size", "4", "--n-best", "3")
+    assert status == 0, captured.err
+    rows = [row.split(" ||| ") for row in captured.out.splitlines()]
+    assert all(len(row) == 3 for row in rows)
+    numbers = [int(row[0]) for row in rows]
+    assert numbers == sorted(numbers)
+    assert set(numbers) == {0, 1, 2}  # every line has at least its best translation
+
+    status, plain = run_translate(monkeypatch, capsys, tiny_model_dir, lines, "--beam-size", "4")
+    for number, best in enumerate(plain.out.split("\n")[:-1]):
+        texts = [row[1] for row in rows if int(row[0]) == number]
+        scores = [float(row[2]) for row in rows if int(row[0]) == number]
+        assert texts[0] == best  # the first is what plain `nmt translate` prints
+        assert 1 <= len(texts) <= 3
+        assert len(set(texts)) == len(texts)  # alternatives are distinct
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_translate_n_best_over_beam(monkeypatch, capsys, tiny_model_dir: Path) -> None:
+    monkeypatch.setattr(sys, "stdin", _UnreadableStdin())
+    assert main(["translate", "--model", str(tiny_model_dir), "--beam-size", "2",
+                 "--n-best", "3"]) == 2
+    assert "--n-best must be at most the beam size (2), got 3" in capsys.readouterr().err
+
+
+def test_translate_max_length_caps_output(monkeypatch, capsys, tiny_model_dir: Path) -> None:
+    translator = Translator.load(tiny_model_dir)
+    status, captured = run_translate(monkeypatch, capsys, tiny_model_dir, ["भारत एक देश है।"],
+                                     "--max-length", "2")
+    assert status == 0, captured.err
+    output = captured.out.removesuffix("\n")
+    assert output == translator.translate(["भारत एक देश है।"], max_length=2)[0].text
+    assert len(translator.tokenizer.encode(output)) <= 2
+
+
 def test_translate_empty_stdin(monkeypatch, capsys, tiny_model_dir: Path) -> None:
     status, captured = run_translate(monkeypatch, capsys, tiny_model_dir, [])
     assert status == 0
