@@ -17,9 +17,11 @@ at once, on `threads / N` threads each (CTranslate2's `inter_threads` and `intra
 
 On a shared or virtual machine one run of a configuration can be up to a fifth faster or slower
 than the next. `--rounds N` measures every configuration N times, each time in fresh processes,
-with the engines taking turns to go first. The table then gives the median of the rounds, and
-each ratio is the median of the rounds' own ratios (native ÷ CTranslate2 of the same round),
-with their lowest and highest.
+with the engines taking turns to go first. The table's speeds then come from the median wall
+and CPU times of the rounds, and its last column gives the slowest and fastest round's target
+tokens/s. Each ratio is the median of the rounds' own ratios (native ÷ CTranslate2 of the same
+round), with their lowest and highest. BLEU and the count of identical outputs come from the
+first round, and the report prints a note if an engine's outputs differed between rounds.
 
     python benchmarks/translation_speed.py --model models/hi-en --data-dir DATA_DIR --rounds 5
 """
@@ -166,9 +168,13 @@ class _DecodeCounter:
 
 
 def median_result(rounds: list[Result]) -> Result:
-    """Return the round with the median wall time (the lower middle one of an even count)."""
-    ordered = sorted(rounds, key=lambda r: r.seconds)
-    return ordered[(len(ordered) - 1) // 2]
+    """Return the first round with its wall and CPU seconds replaced by the rounds' medians.
+
+    Its other fields (tokens, BLEU, outputs) are the same in every round of a deterministic
+    engine, and `print_report` notes where they are not.
+    """
+    return replace(rounds[0], seconds=statistics.median(r.seconds for r in rounds),
+                   cpu_seconds=statistics.median(r.cpu_seconds for r in rounds))
 
 
 def spread(values: list[float]) -> str:
@@ -203,11 +209,11 @@ def print_report(results: list[Result]) -> None:
         if any(run.outputs != runs[0].outputs for run in runs):
             print(f"NOTE: {' '.join(map(str, key))}: the rounds' outputs differ")
 
-    print("\nnative / ctranslate2 (target tokens per wall second; 1.0 = as fast):")
-    for (engine, compute_type, beam, batch), native_runs in rounds.items():
-        other_runs = rounds.get(("ctranslate2", compute_type, beam, batch))
-        if engine != "native" or other_runs is None:
-            continue
+    compared = [(key, runs, rounds[("ctranslate2", *key[1:])]) for key, runs in rounds.items()
+                if key[0] == "native" and ("ctranslate2", *key[1:]) in rounds]
+    if compared:
+        print("\nnative / ctranslate2 (target tokens per wall second; 1.0 = as fast):")
+    for (_, compute_type, beam, batch), native_runs, other_runs in compared:
         pairs = list(zip(native_runs, other_runs, strict=True))  # one pair per round
         wall = [native.tokens_per_second / other.tokens_per_second for native, other in pairs]
         # Tokens per CPU second: steadier than wall time when other processes share the CPU.
@@ -226,12 +232,15 @@ def print_report(results: list[Result]) -> None:
                   f"{r.decode_steps} steps, {r.decode_rows / r.decode_steps:.1f} rows per step "
                   f"(a full batch has {r.beam_size * r.batch_size})")
 
-    print("\nint8 BLEU change (int8 - float32):")
     largest_batch = max(r.batch_size for r in results)
-    for (engine, compute_type, beam, batch), quantized in by_key.items():
-        full = by_key.get((engine, "float32", beam, batch))
-        if compute_type == "int8" and full is not None and batch == largest_batch:
-            print(f"  {engine:12s} beam {beam}: {quantized.bleu - full.bleu:+.2f}")
+    changes = [(engine, beam, quantized.bleu - by_key[(engine, "float32", beam, batch)].bleu)
+               for (engine, compute_type, beam, batch), quantized in by_key.items()
+               if compute_type == "int8" and batch == largest_batch
+               and (engine, "float32", beam, batch) in by_key]
+    if changes:
+        print("\nint8 BLEU change (int8 - float32):")
+    for engine, beam, change in changes:
+        print(f"  {engine:12s} beam {beam}: {change:+.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    # A value given twice would be measured twice and counted as two rounds.
+    for option in ("beam_sizes", "batch_sizes", "compute_types", "engines"):
+        setattr(args, option, list(dict.fromkeys(getattr(args, option))))
     try:
         gemm.check_threads(args.threads, "--threads")
     except ValueError as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import os
@@ -137,11 +138,12 @@ def _translate(args: argparse.Namespace) -> int:
             if args.n_best == 1:
                 print(result.translation, flush=False)
                 continue
-            # Moses n-best format: input line (from 0) ||| translation ||| score, best first.
+            # Moses-style n-best lines without the feature field, best first. The spaces and
+            # line-end characters around a line's text stay out of the field.
             texts = [result.translation, *result.alternatives]
             scores = [result.score, *result.alternative_scores]
             for text, score in zip(texts, scores, strict=True):
-                print(f"{number} ||| {text} ||| {score:.4f}", flush=False)
+                print(f"{number} ||| {text.strip()} ||| {score:.4f}", flush=False)
     sys.stdout.flush()
     return 0
 
@@ -229,8 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "above 1, each is printed as 'LINE ||| TRANSLATION ||| SCORE', best "
                           "first, LINE counted from 0 (default: 1, the translation alone)")
     tra.add_argument("--max-length", type=positive_int, default=None,
-                     help="maximum target tokens per sentence, eos not counted (default: the "
-                          "model's limit; 1.5 × source tokens + 10 for the released model)")
+                     help="maximum target tokens per sentence, eos not counted; the model's "
+                          "positions cap it at 254 for the released model (default: 1.5 × "
+                          "source tokens + 10, eos included, from the model's metadata.json)")
     tra.set_defaults(run=_translate)
 
     from training.evaluate import add_evaluate_arguments, run_evaluate
@@ -288,6 +291,12 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
+    except BrokenPipeError:
+        # The reader closed the pipe (as `| head` does). Python would report the same error
+        # again when it flushes stdout at exit, so stdout goes to /dev/null first.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (FileNotFoundError, ValueError) as error:
         print(f"nmt {args.command}: error: {error}", file=sys.stderr)
         return 2

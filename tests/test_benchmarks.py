@@ -75,6 +75,25 @@ def test_translation_speed_reports_round_medians(tiny_model_dir: Path,
         assert re.search(r"float32  beam 2 batch  2:  *[\d.]+ \([\d.]+-[\d.]+\)", done.stdout)
 
 
+def test_translation_speed_ignores_repeated_values(tiny_model_dir: Path,
+                                                   tmp_path: Path) -> None:
+    eval_dir = tmp_path / "eval"
+    eval_dir.mkdir()
+    (eval_dir / "iitb-test.hi").write_text("\n".join(HINDI) + "\n", encoding="utf-8")
+    (eval_dir / "iitb-test.en").write_text("\n".join(ENGLISH) + "\n", encoding="utf-8")
+
+    done = _run("translation_speed.py", "--model", str(tiny_model_dir), "--data-dir",
+                str(tmp_path), "--sentences", "2", "--threads", "1", "--beam-sizes", "2", "2",
+                "--batch-sizes", "2", "--compute-types", "float32", "float32", "--engines",
+                "native", "native")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("done: native float32 beam 2 batch 2") == 1
+    # One engine and one compute type: nothing to compare, so no empty sections.
+    assert "native / ctranslate2" not in done.stdout
+    assert "int8 BLEU change" not in done.stdout
+
+
 def test_translation_speed_rejects_zero_rounds(tiny_model_dir: Path) -> None:
     done = _run("translation_speed.py", "--model", str(tiny_model_dir), "--threads", "1",
                 "--rounds", "0")

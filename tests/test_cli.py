@@ -141,6 +141,29 @@ def test_translate_n_best_moses_format(monkeypatch, capsys, tiny_model_dir: Path
         assert scores == sorted(scores, reverse=True)
 
 
+def test_translate_n_best_strips_line_ends(monkeypatch, capsys, tiny_model_dir: Path) -> None:
+    data = "भारत एक देश है।\r\n  \t\r\n".encode()
+    status, captured = run_translate(monkeypatch, capsys, tiny_model_dir, [], "--n-best", "2",
+                                     data=data)
+    assert status == 0, captured.err
+    rows = [row.split(" ||| ") for row in captured.out.splitlines()]
+    assert all(len(row) == 3 for row in rows)
+    assert all(row[1] == row[1].strip() for row in rows)
+    assert ["1", "", "0.0000"] in rows  # a blank line gives one empty translation
+
+
+def test_translate_closed_pipe_exits_quietly(tiny_model_dir: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nmt.cli", "--log-level", "WARNING", "translate", "--model",
+         str(tiny_model_dir)], cwd=REPO_ROOT, env=env, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader goes away before any output, as `| head -0` would
+    _, errors = process.communicate("".join(f"{line}\n" for line in LINES).encode(), timeout=120)
+    assert process.returncode == 1
+    assert b"Traceback" not in errors
+
+
 def test_translate_n_best_over_beam(monkeypatch, capsys, tiny_model_dir: Path) -> None:
     monkeypatch.setattr(sys, "stdin", _UnreadableStdin())
     assert main(["translate", "--model", str(tiny_model_dir), "--beam-size", "2",
