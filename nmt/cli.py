@@ -119,10 +119,13 @@ def _translate(args: argparse.Namespace) -> int:
     gemm.backend()  # an invalid NMT_GEMM raises here
     check_model_dir(args.model)
     translator = Translator.load(args.model)
-    beam = args.beam_size or translator.options.beam_size
-    if args.n_best > beam:
-        raise ValueError(f"--n-best must be at most the beam size ({beam}), got "
-                         f"{args.n_best}. Raise --beam-size or lower --n-best.")
+    beam = args.beam_size
+    if beam is None:
+        # As in the service, the model's beam widens to hold the n-best list.
+        beam = max(translator.options.beam_size, args.n_best)
+    elif args.n_best > beam:
+        raise ValueError(f"--n-best must be at most --beam-size ({beam}), got {args.n_best}. "
+                         "Raise --beam-size or lower --n-best.")
     lines = read_input_lines(sys.stdin.buffer)
     if args.int8:
         from nmt.quantize import quantize_translator
@@ -132,8 +135,8 @@ def _translate(args: argparse.Namespace) -> int:
     translator.streams = args.streams
     for start in range(0, len(lines), args.batch_lines):
         chunk = lines[start:start + args.batch_lines]
-        results = translate_texts(translator, chunk, beam_size=args.beam_size,
-                                  n_best=args.n_best, max_length=args.max_length)
+        results = translate_texts(translator, chunk, beam_size=beam, n_best=args.n_best,
+                                  max_length=args.max_length)
         for number, result in enumerate(results, start=start):
             if args.n_best == 1:
                 print(result.translation, flush=False)
@@ -226,10 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "--threads (default: 1; see the README)")
     tra.add_argument("--int8", action="store_true",
                      help="quantize the linear layers to int8 (faster on CPU, see benchmarks/)")
-    tra.add_argument("--n-best", type=positive_int, default=1,
-                     help="distinct translations per line, up to N and at most the beam size; "
-                          "above 1, each is printed as 'LINE ||| TRANSLATION ||| SCORE', best "
-                          "first, LINE counted from 0 (default: 1, the translation alone)")
+    tra.add_argument("--n-best", type=beam_size, default=1,
+                     help=f"distinct translations per line, up to N (at most {MAX_BEAM_SIZE} and "
+                          "--beam-size; without --beam-size the beam widens to N); above 1, "
+                          "each is printed as 'LINE ||| TRANSLATION ||| SCORE', best first, "
+                          "LINE counted from 0 (default: 1, the translation alone)")
     tra.add_argument("--max-length", type=positive_int, default=None,
                      help="maximum target tokens per sentence, eos not counted; the model's "
                           "positions cap it at 254 for the released model (default: 1.5 × "

@@ -168,7 +168,20 @@ def test_translate_n_best_over_beam(monkeypatch, capsys, tiny_model_dir: Path) -
     monkeypatch.setattr(sys, "stdin", _UnreadableStdin())
     assert main(["translate", "--model", str(tiny_model_dir), "--beam-size", "2",
                  "--n-best", "3"]) == 2
-    assert "--n-best must be at most the beam size (2), got 3" in capsys.readouterr().err
+    assert "--n-best must be at most --beam-size (2), got 3" in capsys.readouterr().err
+
+
+def test_translate_n_best_widens_default_beam(monkeypatch, capsys,
+                                              tiny_model_dir: Path) -> None:
+    beam = Translator.load(tiny_model_dir).options.beam_size
+    lines = ["भारत एक देश है।"]
+    status, captured = run_translate(monkeypatch, capsys, tiny_model_dir, lines, "--n-best",
+                                     str(beam + 1))
+    assert status == 0, captured.err
+    status, wide = run_translate(monkeypatch, capsys, tiny_model_dir, lines, "--n-best",
+                                 str(beam + 1), "--beam-size", str(beam + 1))
+    assert captured.out == wide.out  # the same search as an explicit beam of n-best
+    assert 1 <= len(captured.out.splitlines()) <= beam + 1
 
 
 def test_translate_max_length_caps_output(monkeypatch, capsys, tiny_model_dir: Path) -> None:
