@@ -62,6 +62,60 @@ def test_scores_match_sacrebleu_cli(hyp_ref):
     assert "nw:2" in scores.chrfpp_signature
 
 
+def test_bootstrap_matches_sacrebleu_cli(hyp_ref):
+    hyp, ref = hyp_ref
+    records = sacrebleu_cli(ref, hyp, "-m", "bleu", "chrf", "--confidence", "--confidence-n",
+                            "100")
+
+    scores = score_corpus(read_lines(hyp), read_lines(ref), bootstrap=100)
+
+    for record, name in zip(records, ("bleu", "chrf2"), strict=True):
+        interval = getattr(scores, f"{name}_interval")
+        assert getattr(scores, name) == pytest.approx(record["score"], abs=1e-6)
+        assert interval.mean == pytest.approx(record["confidence_mean"], abs=1e-5)
+        assert interval.half_width == pytest.approx(record["confidence_var"], abs=1e-5)
+        assert getattr(scores, f"{name}_signature") == record["signature"]
+    assert "bs:100|seed:12345" in scores.chrfpp_signature
+    assert scores.chrfpp_interval is not None
+
+
+def test_bootstrap_keeps_point_scores(hyp_ref):
+    hypotheses, references = read_lines(hyp_ref[0]), read_lines(hyp_ref[1])
+
+    plain = score_corpus(hypotheses, references)
+    resampled = score_corpus(hypotheses, references, bootstrap=50)
+
+    assert plain.bleu_interval is None
+    assert "bleu_interval" not in plain.to_dict()
+    assert resampled.bleu == plain.bleu
+    assert resampled.chrfpp == plain.chrfpp
+    assert resampled == score_corpus(hypotheses, references, bootstrap=50)  # seeded
+    assert set(resampled.to_dict()["bleu_interval"]) == {"mean", "half_width"}
+    line = resampled.format().splitlines()[0]
+    assert line.startswith(f"BLEU    = {resampled.bleu:5.2f} (μ = ")
+    assert line.endswith(resampled.bleu_signature)
+
+
+def test_evaluate_confidence_option(hyp_ref, capsys):
+    hyp, ref = hyp_ref
+    args = parse_evaluate_args(["--hyp", str(hyp), "--ref", str(ref), "--confidence", "--json"])
+
+    assert args.confidence == 1000
+    assert run_evaluate(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == score_corpus(read_lines(hyp), read_lines(ref), bootstrap=1000).to_dict()
+
+
+@pytest.mark.parametrize("count", ["1", "0", "10001"])
+def test_evaluate_confidence_out_of_range(hyp_ref, capsys, count: str):
+    hyp, ref = hyp_ref
+    args = parse_evaluate_args(["--hyp", str(hyp), "--ref", str(ref), "--confidence", count])
+
+    assert run_evaluate(args) == 2
+    message = capsys.readouterr().err
+    assert f"--confidence must be between 2 and 10000 resamples, got {count}" in message
+
+
 def test_format_lists_scores_with_signatures(hyp_ref):
     scores = score_corpus(read_lines(hyp_ref[0]), read_lines(hyp_ref[1]))
 

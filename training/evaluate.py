@@ -25,12 +25,14 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from sacrebleu.metrics import BLEU, CHRF
 
 from nmt.config import MAX_BEAM_SIZE
 
 __all__ = [
+    "Interval",
     "Scores",
     "TranslationError",
     "add_evaluate_arguments",
@@ -50,6 +52,10 @@ DEFAULT_BATCH_SIZE = 32
 # several batches to run at once.
 CALL_BATCHES = 32
 DEFAULT_SERVICE_TIMEOUT_S = 120.0
+# Bootstrap resamples for --confidence: sacrebleu's own default, and a cap that keeps a run on
+# a large test set within minutes.
+DEFAULT_BOOTSTRAP = 1000
+MAX_BOOTSTRAP = 10000
 # The API key that `--service` sends, read from the environment so that it stays out of `ps`.
 API_KEY_VARIABLE = "NMT_API_KEY"
 
@@ -66,8 +72,18 @@ class TranslationError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Interval:
+    """A bootstrap estimate of one corpus score: the mean of the resampled scores and the half
+    width of their central 95% range, as sacrebleu computes them."""
+
+    mean: float
+    half_width: float
+
+
+@dataclass(frozen=True)
 class Scores:
-    """Corpus-level scores (0-100) with the sacrebleu signature of each metric."""
+    """Corpus-level scores (0-100) with the sacrebleu signature of each metric, and bootstrap
+    intervals when `score_corpus` resampled."""
 
     bleu: float
     chrf2: float
@@ -76,31 +92,46 @@ class Scores:
     chrf2_signature: str
     chrfpp_signature: str
     segments: int
+    bleu_interval: Interval | None = None
+    chrf2_interval: Interval | None = None
+    chrfpp_interval: Interval | None = None
 
     def format(self) -> str:
-        """Format one line per metric: name, score and signature."""
-        return "\n".join(
-            [
-                f"BLEU    = {self.bleu:5.2f}  {self.bleu_signature}",
-                f"chrF2   = {self.chrf2:5.2f}  {self.chrf2_signature}",
-                f"chrF2++ = {self.chrfpp:5.2f}  {self.chrfpp_signature}",
-            ]
-        )
+        """Format one line per metric: name, score, the bootstrap interval if any, and signature.
 
-    def to_dict(self) -> dict[str, float | str | int]:
+        An interval reads as sacrebleu prints it, e.g. "5.14 (μ = 5.13 ± 0.35)".
+        """
+        lines = []
+        for label, name in (("BLEU   ", "bleu"), ("chrF2  ", "chrf2"), ("chrF2++", "chrfpp")):
+            text = f"{label} = {getattr(self, name):5.2f}"
+            interval = getattr(self, f"{name}_interval")
+            if interval is not None:
+                text += f" (μ = {interval.mean:5.2f} ± {interval.half_width:.2f})"
+            lines.append(f"{text}  {getattr(self, f'{name}_signature')}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
         """Return the fields for JSON, scores rounded to 4 decimals to drop floating-point noise
-        such as 100.00000000000004."""
+        such as 100.00000000000004. Intervals are left out when there are none."""
         values = asdict(self)
         for name in ("bleu", "chrf2", "chrfpp"):
             values[name] = round(values[name], 4)
+            interval = values.pop(f"{name}_interval")
+            if interval is not None:
+                values[f"{name}_interval"] = {key: round(value, 4)
+                                             for key, value in interval.items()}
         return values
 
 
-def score_corpus(hypotheses: list[str], references: list[str]) -> Scores:
+def score_corpus(hypotheses: list[str], references: list[str], *,
+                 bootstrap: int = 1) -> Scores:
     """Score detokenized `hypotheses` against one detokenized reference per segment.
 
-    Raises ValueError when the lists differ in length, because sacrebleu's Python API would
-    silently score only the shorter prefix, or when they are empty.
+    With `bootstrap` above 1, each metric also gets an `Interval` from that many resamples of
+    the segments (sacrebleu's bootstrap, seeded with SACREBLEU_SEED, default 12345), and its
+    signature records the count and seed. Raises ValueError when the lists differ in length,
+    because sacrebleu's Python API would silently score only the shorter prefix, or when they
+    are empty.
     """
     if len(hypotheses) != len(references):
         raise ValueError(
@@ -109,17 +140,15 @@ def score_corpus(hypotheses: list[str], references: list[str]) -> Scores:
     if not hypotheses:
         raise ValueError("nothing to score: no hypotheses and no references")
 
-    bleu, chrf2, chrfpp = BLEU(), CHRF(), CHRF(word_order=2)  # word_order=2 makes chrF++
-    reference_streams = [references]
-    return Scores(
-        bleu=bleu.corpus_score(hypotheses, reference_streams).score,
-        chrf2=chrf2.corpus_score(hypotheses, reference_streams).score,
-        chrfpp=chrfpp.corpus_score(hypotheses, reference_streams).score,
-        bleu_signature=str(bleu.get_signature()),
-        chrf2_signature=str(chrf2.get_signature()),
-        chrfpp_signature=str(chrfpp.get_signature()),
-        segments=len(hypotheses),
-    )
+    metrics = {"bleu": BLEU(), "chrf2": CHRF(), "chrfpp": CHRF(word_order=2)}  # 2: chrF++
+    fields: dict[str, Any] = {"segments": len(hypotheses)}
+    for name, metric in metrics.items():
+        score = metric.corpus_score(hypotheses, [references], n_bootstrap=bootstrap)
+        fields[name] = score.score
+        fields[f"{name}_signature"] = str(metric.get_signature())
+        if bootstrap > 1:
+            fields[f"{name}_interval"] = Interval(float(score._mean), float(score._ci))
+    return Scores(**fields)
 
 
 def read_lines(path: str | Path) -> list[str]:
@@ -366,6 +395,15 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"time limit per service request (default {DEFAULT_SERVICE_TIMEOUT_S:g})",
     )
 
+    parser.add_argument(
+        "--confidence",
+        type=int,
+        nargs="?",
+        const=DEFAULT_BOOTSTRAP,
+        metavar="N",
+        help="add 95%% confidence intervals from N bootstrap resamples of the segments "
+        f"(default N: {DEFAULT_BOOTSTRAP}; at most {MAX_BOOTSTRAP})",
+    )
     parser.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     parser.epilog = (
         "Exit status: 0 on success, 1 when translation fails, 2 on invalid input "
@@ -401,6 +439,9 @@ def _check_option_scope(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise ValueError(f"{flag} must be positive, got {value}")
+    if args.confidence is not None and not 2 <= args.confidence <= MAX_BOOTSTRAP:
+        raise ValueError(f"--confidence must be between 2 and {MAX_BOOTSTRAP} resamples, got "
+                         f"{args.confidence}")
     if args.beam_size is not None and args.beam_size > MAX_BEAM_SIZE:
         raise ValueError(f"--beam-size must be at most {MAX_BEAM_SIZE}, got {args.beam_size}")
     if args.threads is not None or args.streams is not None:
@@ -481,7 +522,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         _check_option_scope(args)
         references = read_lines(args.ref)
         hypotheses = _produce_hypotheses(args, len(references))
-        scores = score_corpus(hypotheses, references)
+        scores = score_corpus(hypotheses, references, bootstrap=args.confidence or 1)
     except TranslationError as error:
         print(f"nmt evaluate: translation failed: {error}", file=sys.stderr)
         return EXIT_TRANSLATION_FAILED
