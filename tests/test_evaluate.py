@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ import pytest
 from training.evaluate import (
     TranslationError,
     add_evaluate_arguments,
+    compare_to_baseline,
     read_lines,
     run_evaluate,
     score_corpus,
@@ -114,6 +116,69 @@ def test_evaluate_confidence_out_of_range(hyp_ref, capsys, count: str):
     assert run_evaluate(args) == 2
     message = capsys.readouterr().err
     assert f"--confidence must be between 2 and 10000 resamples, got {count}" in message
+
+
+def test_paired_bootstrap_matches_sacrebleu(hyp_ref, tmp_path):
+    hyp, ref = hyp_ref
+    baseline = tmp_path / "baseline.en"
+    baseline.write_text("".join(line.lower() + "\n" for line in read_lines(hyp)),
+                        encoding="utf-8")
+    # sacrebleu 2.6 fails to write paired results as JSON, so its text table is read instead.
+    command = [sys.executable, "-m", "sacrebleu", str(ref), "-i", str(baseline), str(hyp),
+               "-m", "bleu", "chrf", "--paired-bs", "--paired-bs-n", "100", "-w", "6", "-f",
+               "text"]
+    table = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    system_row = next(line for line in table.splitlines() if f" {hyp} " in line)
+    system_scores = [float(value) for value in re.findall(r"([\d.]+) \(", system_row)]
+    p_values = [float(value) for value in re.findall(r"p = ([\d.]+)", table)]
+
+    comparison = compare_to_baseline(read_lines(hyp), read_lines(baseline), read_lines(ref),
+                                     resamples=100)
+
+    assert comparison.bleu.system == pytest.approx(system_scores[0], abs=1e-5)
+    assert comparison.chrf2.system == pytest.approx(system_scores[1], abs=1e-5)
+    assert comparison.bleu.p_value == pytest.approx(p_values[0], abs=1e-4)
+    assert comparison.chrf2.p_value == pytest.approx(p_values[1], abs=1e-4)
+    assert comparison.bleu.difference == comparison.bleu.system - comparison.bleu.baseline
+    assert comparison.bleu.difference > 0  # lowercasing loses matches with the references
+
+
+def test_paired_bootstrap_identical_outputs(hyp_ref):
+    hypotheses, references = read_lines(hyp_ref[0]), read_lines(hyp_ref[1])
+
+    comparison = compare_to_baseline(hypotheses, list(hypotheses), references, resamples=100)
+
+    for name in ("bleu", "chrf2", "chrfpp"):
+        assert getattr(comparison, name).difference == 0
+        assert getattr(comparison, name).p_value == 1.0
+
+
+def test_evaluate_baseline_option(hyp_ref, tmp_path, capsys):
+    hyp, ref = hyp_ref
+    baseline = tmp_path / "baseline.en"
+    baseline.write_text("".join(line.lower() + "\n" for line in read_lines(hyp)),
+                        encoding="utf-8")
+    args = parse_evaluate_args(["--hyp", str(hyp), "--ref", str(ref), "--baseline",
+                                str(baseline), "--confidence", "100", "--json"])
+
+    assert run_evaluate(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = compare_to_baseline(read_lines(hyp), read_lines(baseline), read_lines(ref),
+                                   resamples=100, baseline_file=str(baseline))
+    assert printed["baseline"] == expected.to_dict()
+    assert printed["bleu"] == round(expected.bleu.system, 4)
+
+
+def test_evaluate_baseline_line_count_checked_first(hyp_ref, tmp_path, capsys):
+    hyp, ref = hyp_ref
+    baseline = tmp_path / "short.en"
+    baseline.write_text("one line\n", encoding="utf-8")
+    args = parse_evaluate_args(["--model", "no-such-model", "--src", str(hyp), "--ref",
+                                str(ref), "--baseline", str(baseline)])
+
+    # A baseline of the wrong length stops the run before any translation starts.
+    assert run_evaluate(args) == 2
+    assert f"{baseline} has 1 lines but {ref} has 20" in capsys.readouterr().err
 
 
 def test_format_lists_scores_with_signatures(hyp_ref):

@@ -3,6 +3,8 @@
 Scores are computed on detokenized text, exactly as the ``sacrebleu`` command line computes them
 with its defaults (BLEU with the 13a tokenizer, chrF with character order 6 and beta 2), so they
 are comparable with published sacreBLEU numbers. Each score comes with its sacrebleu signature.
+sacrebleu also provides the optional bootstrap confidence intervals (`--confidence`) and the
+paired bootstrap test against a baseline's translations (`--baseline`).
 
 Hypotheses come from a file, from a model directory (`nmt.translator.Translator`) or from a running
 translation service (``POST URL/translate`` with ``{"texts": [...]}``).
@@ -28,14 +30,18 @@ from pathlib import Path
 from typing import Any
 
 from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.significance import PairedTest
 
 from nmt.config import MAX_BEAM_SIZE
 
 __all__ = [
+    "Comparison",
     "Interval",
+    "MetricComparison",
     "Scores",
     "TranslationError",
     "add_evaluate_arguments",
+    "compare_to_baseline",
     "read_lines",
     "run_evaluate",
     "score_corpus",
@@ -149,6 +155,88 @@ def score_corpus(hypotheses: list[str], references: list[str], *,
         if bootstrap > 1:
             fields[f"{name}_interval"] = Interval(float(score._mean), float(score._ci))
     return Scores(**fields)
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """One metric of a system against a baseline on the same segments."""
+
+    baseline: float
+    system: float
+    p_value: float  # two-sided: a difference at least this large arising by chance
+
+    @property
+    def difference(self) -> float:
+        return self.system - self.baseline
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A paired bootstrap test of a system against a baseline, per metric."""
+
+    baseline_file: str
+    resamples: int
+    bleu: MetricComparison
+    chrf2: MetricComparison
+    chrfpp: MetricComparison
+
+    def format(self) -> str:
+        """Format a heading and one line per metric: system − baseline and the p-value."""
+        lines = [f"paired bootstrap against {self.baseline_file} ({self.resamples} resamples; "
+                 "p: chance of a difference this large if the systems were equal)"]
+        for label, name in (("BLEU   ", "bleu"), ("chrF2  ", "chrf2"), ("chrF2++", "chrfpp")):
+            metric = getattr(self, name)
+            lines.append(f"{label} {metric.system:5.2f} - {metric.baseline:5.2f} = "
+                         f"{metric.difference:+.2f}  p = {metric.p_value:.4f}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields for JSON, scores rounded to 4 decimals."""
+        values: dict[str, Any] = {"file": self.baseline_file, "resamples": self.resamples}
+        for name in ("bleu", "chrf2", "chrfpp"):
+            metric = getattr(self, name)
+            values[name] = {"baseline": round(metric.baseline, 4),
+                            "system": round(metric.system, 4),
+                            "difference": round(metric.difference, 4),
+                            "p_value": round(metric.p_value, 4)}
+        return values
+
+
+def compare_to_baseline(hypotheses: list[str], baseline: list[str], references: list[str], *,
+                        resamples: int = 1000, baseline_file: str = "baseline") -> Comparison:
+    """Test `hypotheses` against `baseline` translations of the same segments with sacrebleu's
+    paired bootstrap resampling (Koehn, 2004, "Statistical significance tests for machine
+    translation evaluation"), seeded with SACREBLEU_SEED (default 12345)."""
+    for name, lines in (("hypotheses", hypotheses), ("baseline", baseline)):
+        if len(lines) != len(references):
+            raise ValueError(f"line count mismatch: {len(lines)} {name} but {len(references)} "
+                             "references")
+    if hypotheses == baseline:
+        # sacrebleu's test reports its smallest p-value for a system against itself, because it
+        # counts only resampled differences above the real one. Identical translations cannot
+        # differ, so they get p = 1 without resampling.
+        scores = score_corpus(hypotheses, references)
+        same = {name: MetricComparison(getattr(scores, name), getattr(scores, name), 1.0)
+                for name in ("bleu", "chrf2", "chrfpp")}
+        return Comparison(baseline_file, resamples, **same)
+
+    metrics = {"bleu": BLEU(), "chrf2": CHRF(), "chrfpp": CHRF(word_order=2)}
+    sacrebleu_logger = logging.getLogger("sacrebleu")
+    level = sacrebleu_logger.level
+    sacrebleu_logger.setLevel(logging.WARNING)  # it logs every step of the test at INFO
+    try:
+        test = PairedTest([("baseline", baseline), ("system", hypotheses)], metrics,
+                          [references], test_type="bs", n_samples=resamples)
+        _, results = test()
+    finally:
+        sacrebleu_logger.setLevel(level)
+    fields = {}
+    # PairedTest keys its results by each score's own name.
+    for name, score_name in (("bleu", "BLEU"), ("chrf2", "chrF2"), ("chrfpp", "chrF2++")):
+        baseline_result, system_result = results[score_name]
+        fields[name] = MetricComparison(float(baseline_result.score), float(system_result.score),
+                                        float(system_result.p_value))
+    return Comparison(baseline_file, resamples, **fields)
 
 
 def read_lines(path: str | Path) -> list[str]:
@@ -404,6 +492,13 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         help="add 95%% confidence intervals from N bootstrap resamples of the segments "
         f"(default N: {DEFAULT_BOOTSTRAP}; at most {MAX_BOOTSTRAP})",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="FILE",
+        help="also compare with the translations in FILE by paired bootstrap resampling "
+        f"(--confidence N resamples, default {DEFAULT_BOOTSTRAP})",
+    )
     parser.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     parser.epilog = (
         "Exit status: 0 on success, 1 when translation fails, 2 on invalid input "
@@ -521,8 +616,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     try:
         _check_option_scope(args)
         references = read_lines(args.ref)
+        baseline = None
+        if args.baseline is not None:  # read first, so that a bad file stops no translation
+            baseline = _read_aligned(args.baseline, args.ref, len(references))
         hypotheses = _produce_hypotheses(args, len(references))
         scores = score_corpus(hypotheses, references, bootstrap=args.confidence or 1)
+        comparison = None
+        if baseline is not None:
+            comparison = compare_to_baseline(hypotheses, baseline, references,
+                                             resamples=args.confidence or DEFAULT_BOOTSTRAP,
+                                             baseline_file=str(args.baseline))
     except TranslationError as error:
         print(f"nmt evaluate: translation failed: {error}", file=sys.stderr)
         return EXIT_TRANSLATION_FAILED
@@ -535,7 +638,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return EXIT_INVALID_INPUT
 
     if args.json:
-        print(json.dumps(scores.to_dict(), indent=2))
+        values = scores.to_dict()
+        if comparison is not None:
+            values["baseline"] = comparison.to_dict()
+        print(json.dumps(values, indent=2))
     else:
         print(scores.format())
+        if comparison is not None:
+            print(comparison.format())
     return EXIT_OK
