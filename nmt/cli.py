@@ -229,12 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "--threads (default: 1; see the README)")
     tra.add_argument("--int8", action="store_true",
                      help="quantize the linear layers to int8 (faster on CPU, see benchmarks/)")
-    tra.add_argument("--n-best", type=beam_size, default=1,
+    tra.add_argument("--n-best", type=beam_size, default=1, metavar="N",
                      help=f"distinct translations per line, up to N (at most {MAX_BEAM_SIZE} and "
                           "--beam-size; without --beam-size the beam widens to N); above 1, "
                           "each is printed as 'LINE ||| TRANSLATION ||| SCORE', best first, "
                           "LINE counted from 0 (default: 1, the translation alone)")
-    tra.add_argument("--max-length", type=positive_int, default=None,
+    tra.add_argument("--max-length", type=positive_int, default=None, metavar="N",
                      help="maximum target tokens per sentence, eos not counted; the model's "
                           "positions cap it at 254 for the released model (default: 1.5 × "
                           "source tokens + 10, eos included, from the model's metadata.json)")

@@ -108,14 +108,35 @@ def test_evaluate_confidence_option(hyp_ref, capsys):
     assert printed == score_corpus(read_lines(hyp), read_lines(ref), bootstrap=1000).to_dict()
 
 
-@pytest.mark.parametrize("count", ["1", "0", "10001"])
-def test_evaluate_confidence_out_of_range(hyp_ref, capsys, count: str):
+@pytest.mark.parametrize("count", ["1", "0", "-5"])
+def test_evaluate_confidence_below_two(hyp_ref, capsys, count: str):
     hyp, ref = hyp_ref
     args = parse_evaluate_args(["--hyp", str(hyp), "--ref", str(ref), "--confidence", count])
 
     assert run_evaluate(args) == 2
+    assert f"--confidence must be at least 2 resamples, got {count}" in capsys.readouterr().err
+
+
+def test_evaluate_confidence_memory_limit(hyp_ref, capsys):
+    hyp, ref = hyp_ref  # 20 segments
+    args = parse_evaluate_args(["--hyp", str(hyp), "--ref", str(ref), "--confidence",
+                                "1250001"])
+
+    assert run_evaluate(args) == 2
     message = capsys.readouterr().err
-    assert f"--confidence must be between 2 and 10000 resamples, got {count}" in message
+    assert "1250001 resamples × 20 segments is over the limit of 25,000,000" in message
+    assert "use --confidence 1250000 or fewer" in message
+
+
+@pytest.mark.parametrize("seed", ["0", "abc", "", "-3"])
+def test_evaluate_rejects_bad_seed(hyp_ref, capsys, monkeypatch, seed: str):
+    hyp, ref = hyp_ref
+    monkeypatch.setenv("SACREBLEU_SEED", seed)
+    args = parse_evaluate_args(["--hyp", str(hyp), "--ref", str(ref), "--confidence"])
+
+    assert run_evaluate(args) == 2
+    message = capsys.readouterr().err
+    assert f"SACREBLEU_SEED must be a positive integer or 'none', got {seed!r}" in message
 
 
 def test_paired_bootstrap_matches_sacrebleu(hyp_ref, tmp_path):
@@ -148,9 +169,33 @@ def test_paired_bootstrap_identical_outputs(hyp_ref):
 
     comparison = compare_to_baseline(hypotheses, list(hypotheses), references, resamples=100)
 
+    assert comparison.resamples == 0  # nothing to resample
+    assert "nothing resampled" in comparison.format()
     for name in ("bleu", "chrf2", "chrfpp"):
         assert getattr(comparison, name).difference == 0
         assert getattr(comparison, name).p_value == 1.0
+
+
+def test_paired_bootstrap_equal_scores_p_one(hyp_ref):
+    hypotheses, references = read_lines(hyp_ref[0]), read_lines(hyp_ref[1])
+    spaced = [line + " " for line in hypotheses]  # BLEU's tokenizer and chrF ignore it
+
+    comparison = compare_to_baseline(spaced, hypotheses, references, resamples=100)
+
+    assert comparison.resamples == 100
+    for name in ("bleu", "chrf2", "chrfpp"):
+        assert getattr(comparison, name).difference == 0
+        assert getattr(comparison, name).p_value == 1.0
+
+
+def test_paired_bootstrap_marks_smallest_p(hyp_ref):
+    hypotheses, references = read_lines(hyp_ref[0]), read_lines(hyp_ref[1])
+    emptied = ["" if index % 2 else line for index, line in enumerate(hypotheses)]
+
+    comparison = compare_to_baseline(emptied, hypotheses, references, resamples=100)
+
+    assert comparison.bleu.p_value == pytest.approx(1 / 101)
+    assert "p <= 0.0099" in comparison.format().splitlines()[1]
 
 
 def test_evaluate_baseline_option(hyp_ref, tmp_path, capsys):
@@ -166,7 +211,22 @@ def test_evaluate_baseline_option(hyp_ref, tmp_path, capsys):
     expected = compare_to_baseline(read_lines(hyp), read_lines(baseline), read_lines(ref),
                                    resamples=100, baseline_file=str(baseline))
     assert printed["baseline"] == expected.to_dict()
+    assert printed["baseline"]["seed"] == "12345"
     assert printed["bleu"] == round(expected.bleu.system, 4)
+
+
+@pytest.mark.parametrize("flag", ["--baseline", "--ref"])
+def test_evaluate_out_never_overwrites_input(hyp_ref, tmp_path, capsys, flag: str):
+    hyp, ref = hyp_ref
+    baseline = tmp_path / "baseline.en"
+    baseline.write_bytes(hyp.read_bytes())
+    target = baseline if flag == "--baseline" else ref
+    args = parse_evaluate_args(["--model", "no-such-model", "--src", str(hyp), "--ref",
+                                str(ref), "--baseline", str(baseline), "--out", str(target)])
+
+    assert run_evaluate(args) == 2
+    assert f"is the {flag} file" in capsys.readouterr().err
+    assert baseline.read_bytes() == hyp.read_bytes()
 
 
 def test_evaluate_baseline_line_count_checked_first(hyp_ref, tmp_path, capsys):

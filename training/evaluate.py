@@ -41,6 +41,7 @@ __all__ = [
     "Scores",
     "TranslationError",
     "add_evaluate_arguments",
+    "bootstrap_seed",
     "compare_to_baseline",
     "read_lines",
     "run_evaluate",
@@ -58,10 +59,11 @@ DEFAULT_BATCH_SIZE = 32
 # several batches to run at once.
 CALL_BATCHES = 32
 DEFAULT_SERVICE_TIMEOUT_S = 120.0
-# Bootstrap resamples for --confidence: sacrebleu's own default, and a cap that keeps a run on
-# a large test set within minutes.
+# Bootstrap resamples for --confidence and --baseline: sacrebleu's own default, and a limit on
+# resamples × segments. sacrebleu holds every resample's statistics at once: 10000 resamples of
+# iitb-test's 2507 segments with --baseline took 28 s and peaked at 2.9 GB.
 DEFAULT_BOOTSTRAP = 1000
-MAX_BOOTSTRAP = 10000
+MAX_RESAMPLED_SEGMENTS = 25_000_000
 # The API key that `--service` sends, read from the environment so that it stays out of `ps`.
 API_KEY_VARIABLE = "NMT_API_KEY"
 
@@ -105,7 +107,8 @@ class Scores:
     def format(self) -> str:
         """Format one line per metric: name, score, the bootstrap interval if any, and signature.
 
-        An interval reads as sacrebleu prints it, e.g. "5.14 (μ = 5.13 ± 0.35)".
+        An interval follows the score as in sacrebleu's output:
+        "BLEU    =  5.14 (μ =  5.13 ± 0.30)".
         """
         lines = []
         for label, name in (("BLEU   ", "bleu"), ("chrF2  ", "chrf2"), ("chrF2++", "chrfpp")):
@@ -172,27 +175,42 @@ class MetricComparison:
 
 @dataclass(frozen=True)
 class Comparison:
-    """A paired bootstrap test of a system against a baseline, per metric."""
+    """A paired bootstrap test of a system against a baseline, per metric.
+
+    `resamples` is 0 where the translations were identical and nothing was resampled.
+    """
 
     baseline_file: str
     resamples: int
+    seed: str  # SACREBLEU_SEED as the test used it, "none" for an unseeded generator
     bleu: MetricComparison
     chrf2: MetricComparison
     chrfpp: MetricComparison
 
     def format(self) -> str:
-        """Format a heading and one line per metric: system − baseline and the p-value."""
-        lines = [f"paired bootstrap against {self.baseline_file} ({self.resamples} resamples; "
-                 "p: chance of a difference this large if the systems were equal)"]
+        """Format a heading and one line per metric: system − baseline and the p-value.
+
+        A p-value at the smallest value the test can give, 1 / (resamples + 1), is printed as
+        an upper bound ("p <= 0.0010"), because the true p-value may be lower.
+        """
+        if self.resamples:
+            method = f"{self.resamples} resamples, seed {self.seed}"
+        else:
+            method = "identical translations, nothing resampled"
+        lines = [f"paired bootstrap against {self.baseline_file} ({method}); p: chance of a "
+                 "difference at least this large if both came from the same system"]
+        floor = 1 / (self.resamples + 1)
         for label, name in (("BLEU   ", "bleu"), ("chrF2  ", "chrf2"), ("chrF2++", "chrfpp")):
             metric = getattr(self, name)
-            lines.append(f"{label} {metric.system:5.2f} - {metric.baseline:5.2f} = "
-                         f"{metric.difference:+.2f}  p = {metric.p_value:.4f}")
+            relation = "<=" if self.resamples and metric.p_value <= floor else "="
+            lines.append(f"{label} {metric.system:6.2f} - {metric.baseline:6.2f} = "
+                         f"{metric.difference:+6.2f}  p {relation} {metric.p_value:.4f}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields for JSON, scores rounded to 4 decimals."""
-        values: dict[str, Any] = {"file": self.baseline_file, "resamples": self.resamples}
+        values: dict[str, Any] = {"file": self.baseline_file, "resamples": self.resamples,
+                                  "seed": self.seed}
         for name in ("bleu", "chrf2", "chrfpp"):
             metric = getattr(self, name)
             values[name] = {"baseline": round(metric.baseline, 4),
@@ -202,23 +220,40 @@ class Comparison:
         return values
 
 
+def bootstrap_seed() -> str:
+    """Return SACREBLEU_SEED, the seed of sacrebleu's resampling: a positive integer, or "none"
+    for an unseeded generator (default "12345"). Raise ValueError for any other value.
+
+    sacrebleu 2.6's paired test treats 0 as no seed, so 0 is rejected rather than giving results
+    that differ from run to run under a signature that records "seed:0".
+    """
+    seed = os.environ.get("SACREBLEU_SEED", "12345")
+    if seed.lower() == "none" or (seed.isascii() and seed.isdigit() and int(seed) > 0):
+        return seed.lower()
+    raise ValueError(f"SACREBLEU_SEED must be a positive integer or 'none', got {seed!r}")
+
+
 def compare_to_baseline(hypotheses: list[str], baseline: list[str], references: list[str], *,
                         resamples: int = 1000, baseline_file: str = "baseline") -> Comparison:
     """Test `hypotheses` against `baseline` translations of the same segments with sacrebleu's
     paired bootstrap resampling (Koehn, 2004, "Statistical significance tests for machine
-    translation evaluation"), seeded with SACREBLEU_SEED (default 12345)."""
+    translation evaluation"), seeded with SACREBLEU_SEED (see `bootstrap_seed`).
+
+    A metric whose two scores are equal gets p = 1: a difference of at least 0 always occurs.
+    sacrebleu's test would report its smallest p-value there whenever the segments' statistics
+    are equal too, because it counts only resampled differences above the real one.
+    """
     for name, lines in (("hypotheses", hypotheses), ("baseline", baseline)):
         if len(lines) != len(references):
             raise ValueError(f"line count mismatch: {len(lines)} {name} but {len(references)} "
                              "references")
+    seed = bootstrap_seed()
+    names = (("bleu", "BLEU"), ("chrf2", "chrF2"), ("chrfpp", "chrF2++"))
     if hypotheses == baseline:
-        # sacrebleu's test reports its smallest p-value for a system against itself, because it
-        # counts only resampled differences above the real one. Identical translations cannot
-        # differ, so they get p = 1 without resampling.
         scores = score_corpus(hypotheses, references)
         same = {name: MetricComparison(getattr(scores, name), getattr(scores, name), 1.0)
-                for name in ("bleu", "chrf2", "chrfpp")}
-        return Comparison(baseline_file, resamples, **same)
+                for name, _ in names}
+        return Comparison(baseline_file, 0, seed, **same)
 
     metrics = {"bleu": BLEU(), "chrf2": CHRF(), "chrfpp": CHRF(word_order=2)}
     sacrebleu_logger = logging.getLogger("sacrebleu")
@@ -231,12 +266,12 @@ def compare_to_baseline(hypotheses: list[str], baseline: list[str], references: 
     finally:
         sacrebleu_logger.setLevel(level)
     fields = {}
-    # PairedTest keys its results by each score's own name.
-    for name, score_name in (("bleu", "BLEU"), ("chrf2", "chrF2"), ("chrfpp", "chrF2++")):
+    for name, score_name in names:  # PairedTest keys its results by each score's own name
         baseline_result, system_result = results[score_name]
-        fields[name] = MetricComparison(float(baseline_result.score), float(system_result.score),
-                                        float(system_result.p_value))
-    return Comparison(baseline_file, resamples, **fields)
+        baseline_score, system_score = float(baseline_result.score), float(system_result.score)
+        p_value = 1.0 if system_score == baseline_score else float(system_result.p_value)
+        fields[name] = MetricComparison(baseline_score, system_score, p_value)
+    return Comparison(baseline_file, resamples, seed, **fields)
 
 
 def read_lines(path: str | Path) -> list[str]:
@@ -489,8 +524,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         const=DEFAULT_BOOTSTRAP,
         metavar="N",
-        help="add 95%% confidence intervals from N bootstrap resamples of the segments "
-        f"(default N: {DEFAULT_BOOTSTRAP}; at most {MAX_BOOTSTRAP})",
+        help="add 95%% confidence intervals from N bootstrap resamples of the segments, and "
+        "use N resamples for --baseline (default N: "
+        f"{DEFAULT_BOOTSTRAP}; at least 2, and N × segments at most {MAX_RESAMPLED_SEGMENTS:,})",
     )
     parser.add_argument(
         "--baseline",
@@ -534,9 +570,10 @@ def _check_option_scope(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise ValueError(f"{flag} must be positive, got {value}")
-    if args.confidence is not None and not 2 <= args.confidence <= MAX_BOOTSTRAP:
-        raise ValueError(f"--confidence must be between 2 and {MAX_BOOTSTRAP} resamples, got "
-                         f"{args.confidence}")
+    if args.confidence is not None and args.confidence < 2:
+        raise ValueError(f"--confidence must be at least 2 resamples, got {args.confidence}")
+    if args.confidence is not None or args.baseline is not None:
+        bootstrap_seed()  # an invalid SACREBLEU_SEED stops the run before any translation
     if args.beam_size is not None and args.beam_size > MAX_BEAM_SIZE:
         raise ValueError(f"--beam-size must be at most {MAX_BEAM_SIZE}, got {args.beam_size}")
     if args.threads is not None or args.streams is not None:
@@ -568,6 +605,11 @@ def _produce_hypotheses(args: argparse.Namespace, reference_count: int) -> list[
 
     if args.out is not None:  # checked now, not after a long translation run
         _check_output_file(args.out)
+        inputs = (("--ref", args.ref), ("--src", args.src), ("--baseline", args.baseline))
+        for flag, path in inputs:
+            if path is not None and path.exists() and args.out.resolve() == path.resolve():
+                raise ValueError(f"--out {args.out} is the {flag} file; writing the "
+                                 "translations there would overwrite it")
     batch_size = _value_or(args.batch_size, DEFAULT_BATCH_SIZE)
     if args.model is not None:
         hypotheses = translate_with_model(
@@ -595,6 +637,18 @@ def _produce_hypotheses(args: argparse.Namespace, reference_count: int) -> list[
     return hypotheses
 
 
+def _check_resamples(args: argparse.Namespace, segments: int) -> None:
+    """Raise ValueError where the bootstrap would hold more than MAX_RESAMPLED_SEGMENTS."""
+    if args.confidence is None and args.baseline is None:
+        return
+    resamples = args.confidence or DEFAULT_BOOTSTRAP
+    if resamples * segments > MAX_RESAMPLED_SEGMENTS:
+        raise ValueError(
+            f"{resamples} resamples × {segments} segments is over the limit of "
+            f"{MAX_RESAMPLED_SEGMENTS:,}, because the bootstrap holds every resample in memory; "
+            f"use --confidence {max(2, MAX_RESAMPLED_SEGMENTS // segments)} or fewer")
+
+
 def _check_output_file(path: Path) -> None:
     """Raise ValueError unless `path` can be written as a file: not a directory, and not below
     an existing file."""
@@ -616,6 +670,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     try:
         _check_option_scope(args)
         references = read_lines(args.ref)
+        _check_resamples(args, len(references))
         baseline = None
         if args.baseline is not None:  # read first, so that a bad file stops no translation
             baseline = _read_aligned(args.baseline, args.ref, len(references))
