@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO))
 from nmt import gemm  # noqa: E402
 from nmt.quantize import quantize_translator  # noqa: E402
 from nmt.translator import Translator  # noqa: E402
-from training.evaluate import read_lines, score_corpus  # noqa: E402
+from training.evaluate import compare_to_baseline, read_lines, score_corpus  # noqa: E402
 
 TEST_SET = Path("eval") / "iitb-test"
 WARMUP_SENTENCES = 8
@@ -185,7 +185,7 @@ def spread(values: list[float]) -> str:
     return text
 
 
-def print_report(results: list[Result]) -> None:
+def print_report(results: list[Result], references: list[str]) -> None:
     """Print the figures of every configuration, the medians where it ran several rounds."""
     rounds: dict[tuple, list[Result]] = defaultdict(list)
     for r in results:
@@ -233,14 +233,17 @@ def print_report(results: list[Result]) -> None:
                   f"(a full batch has {r.beam_size * r.batch_size})")
 
     largest_batch = max(r.batch_size for r in results)
-    changes = [(engine, beam, quantized.bleu - by_key[(engine, "float32", beam, batch)].bleu)
-               for (engine, compute_type, beam, batch), quantized in by_key.items()
-               if compute_type == "int8" and batch == largest_batch
-               and (engine, "float32", beam, batch) in by_key]
-    if changes:
-        print("\nint8 BLEU change (int8 - float32):")
-    for engine, beam, change in changes:
-        print(f"  {engine:12s} beam {beam}: {change:+.2f}")
+    pairs = [(engine, beam, quantized, by_key[(engine, "float32", beam, batch)])
+             for (engine, compute_type, beam, batch), quantized in by_key.items()
+             if compute_type == "int8" and batch == largest_batch
+             and (engine, "float32", beam, batch) in by_key]
+    if pairs:
+        print("\nint8 BLEU change (int8 - float32; p: paired bootstrap, 1000 resamples):")
+    for engine, beam, quantized, full in pairs:
+        comparison = compare_to_baseline(list(quantized.outputs), list(full.outputs),
+                                         list(references))
+        print(f"  {engine:12s} beam {beam}: {quantized.bleu - full.bleu:+.2f}  "
+              f"(p = {comparison.bleu.p_value:.3f})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                     results += pool.submit(measure_engine, engine, args, ct2_dir, sources,
                                            references).result()
     print()
-    print_report(results)
+    print_report(results, references)
     return 0
 
 

@@ -62,10 +62,11 @@ def test_translation_speed_reports_round_medians(tiny_model_dir: Path,
 
     done = _run("translation_speed.py", "--model", str(tiny_model_dir), "--data-dir",
                 str(tmp_path), "--sentences", "4", "--threads", "1", "--beam-sizes", "2",
-                "--batch-sizes", "2", "--compute-types", "float32", "--engines", *engines,
-                "--rounds", "2")
+                "--batch-sizes", "2", "--compute-types", "float32", "int8", "--engines",
+                *engines, "--rounds", "2")
 
     assert done.returncode == 0, done.stderr
+    assert re.search(r"native +beam 2: [+-]\d+\.\d+  \(p = [\d.]+\)", done.stdout)
     assert "round 2 of 2" in done.stdout
     assert "median of 2 rounds" in done.stdout
     assert done.stdout.count("done: native float32 beam 2 batch 2") == 2
