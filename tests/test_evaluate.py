@@ -629,6 +629,31 @@ def test_model_translations_match_translator(tmp_path, streams):
     assert translations == [expected[0], "", expected[1]]
 
 
+def test_model_int8_matches_translate_int8(tmp_path):
+    testing = pytest.importorskip("nmt.testing")
+    from nmt import gemm
+    from nmt.pipeline import translate_lines
+    from nmt.quantize import quantize_translator
+    from nmt.translator import Translator
+
+    model_dir = testing.make_tiny_model_dir(tmp_path / "tiny")
+    sources = ["नमस्ते, आप कैसे हैं?", "मैं घर जा रहा हूँ।"]
+
+    translations = translate_with_model(model_dir, sources, beam_size=2, threads=1, int8=True)
+
+    translator = quantize_translator(Translator.load(model_dir))
+    gemm.set_threads(1, quantized=True)
+    assert translations == translate_lines(translator, sources, beam_size=2)
+
+
+def test_evaluate_int8_needs_model(hyp_ref, capsys):
+    hyp, ref = hyp_ref
+    args = parse_evaluate_args(["--hyp", str(hyp), "--ref", str(ref), "--int8"])
+
+    assert run_evaluate(args) == 2
+    assert "--int8 applies only with --model, not with --hyp" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("target, words", [
     ("outdir", "is a directory; give a file name"),
     ("src.hi/out.en", "src.hi is a file, not a directory"),

@@ -344,6 +344,7 @@ def translate_with_model(
     device: str = "cpu",
     threads: int | None = None,
     streams: int = 1,
+    int8: bool = False,
 ) -> list[str]:
     """Translate `sources` with the model in `model_dir` using beam search, keeping input order.
 
@@ -351,7 +352,8 @@ def translate_with_model(
     splitting, protected spans, pass-through of text that is not Hindi), so the scores are those
     of what users get. Each call takes `CALL_BATCHES` batches of lines, which the translator
     sorts by length into searches of at most `batch_size` sentences, `streams` of them at once
-    (`Translator.streams`).
+    (`Translator.streams`). With `int8`, the linear layers are quantized first, as by
+    ``nmt translate --int8``.
     """
     # Imported here: scoring a file needs no torch.
     from nmt import gemm
@@ -362,7 +364,11 @@ def translate_with_model(
     if streams > 1:
         gemm.use_worker_thread_backend()  # the searches run on a thread pool
     translator = Translator.load(model_dir, device=device)
-    gemm.set_threads(threads)
+    if int8:
+        from nmt.quantize import quantize_translator
+
+        quantize_translator(translator)
+    gemm.set_threads(threads, quantized=int8)
     translator.streams = streams
     translator.options = replace(translator.options, max_batch_size=batch_size)
 
@@ -459,6 +465,7 @@ _OPTION_SCOPE = {
     "device": ("--device", ("--model",)),
     "threads": ("--threads", ("--model",)),
     "streams": ("--streams", ("--model",)),
+    "int8": ("--int8", ("--model",)),
     "timeout": ("--timeout", ("--service",)),
 }
 
@@ -510,6 +517,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--streams", type=int, metavar="N",
         help="batches --model searches at once, sharing the threads (default 1)",
+    )
+    parser.add_argument(
+        "--int8", action="store_true", default=None,
+        help="quantize the linear layers of --model to int8, as nmt translate --int8 does",
     )
     parser.add_argument(
         "--timeout",
@@ -620,6 +631,7 @@ def _produce_hypotheses(args: argparse.Namespace, reference_count: int) -> list[
             device=_value_or(args.device, "cpu"),
             threads=args.threads,
             streams=_value_or(args.streams, 1),
+            int8=bool(args.int8),
         )
     else:
         hypotheses = translate_with_service(
