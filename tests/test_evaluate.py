@@ -654,6 +654,15 @@ def test_evaluate_int8_needs_model(hyp_ref, capsys):
     assert "--int8 applies only with --model, not with --hyp" in capsys.readouterr().err
 
 
+def test_evaluate_int8_rejects_gpu(hyp_ref, capsys):
+    hyp, ref = hyp_ref
+    args = parse_evaluate_args(["--model", "models/hi-en", "--src", str(hyp), "--ref", str(ref),
+                                "--int8", "--device", "cuda"])
+
+    assert run_evaluate(args) == 2
+    assert "--int8 runs on the CPU only" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("target, words", [
     ("outdir", "is a directory; give a file name"),
     ("src.hi/out.en", "src.hi is a file, not a directory"),

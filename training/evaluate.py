@@ -551,7 +551,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         "Exit status: 0 on success, 1 when translation fails, 2 on invalid input "
         "(missing file, mismatched line counts, options that do not fit together). "
         f"With --service, the environment variable {API_KEY_VARIABLE} holds the API key, if the "
-        "service needs one."
+        "service needs one. SACREBLEU_SEED seeds the resampling of --confidence and --baseline: "
+        "a positive integer (default 12345), or none for a different sample on every run."
     )
 
 
@@ -581,6 +582,9 @@ def _check_option_scope(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise ValueError(f"{flag} must be positive, got {value}")
+    if args.int8 and args.device is not None and not args.device.startswith("cpu"):
+        raise ValueError(f"--int8 runs on the CPU only, so it cannot be used with --device "
+                         f"{args.device}")
     if args.confidence is not None and args.confidence < 2:
         raise ValueError(f"--confidence must be at least 2 resamples, got {args.confidence}")
     if args.confidence is not None or args.baseline is not None:
