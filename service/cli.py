@@ -9,13 +9,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from service import engines
+from service.metrics import MULTIPROCESS_DIR_VARIABLE, multiprocess_mode
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -204,15 +207,26 @@ def run_serve(args: argparse.Namespace) -> int:
     # Worker processes build their own app from the environment, so pass overrides there.
     for name, value in overrides.items():
         os.environ[f"NMT_{name.upper()}"] = str(value)
-    uvicorn.run(
-        "service.app:create_app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=args.workers,
-        log_config=log_config,
-        access_log=False,
-    )
+    # The workers keep their metrics in one folder, so that /metrics counts all of them
+    # (service.metrics). An operator's own PROMETHEUS_MULTIPROC_DIR is used as it is.
+    metrics_dir = None
+    if not multiprocess_mode():
+        metrics_dir = tempfile.mkdtemp(prefix="nmt-metrics-")
+        os.environ[MULTIPROCESS_DIR_VARIABLE] = metrics_dir
+    try:
+        uvicorn.run(
+            "service.app:create_app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=args.workers,
+            log_config=log_config,
+            access_log=False,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            del os.environ[MULTIPROCESS_DIR_VARIABLE]
     return 0
 
 

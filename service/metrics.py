@@ -2,15 +2,39 @@
 
 Each app has its own registry, so several apps in one process (as in the tests) do not
 register the same metric twice.
+
+With several worker processes (`nmt serve --workers N`), a scrape of /metrics reaches one worker.
+So `nmt serve` then sets PROMETHEUS_MULTIPROC_DIR before the workers start, and prometheus_client
+keeps every worker's values in files there. /metrics then sums the counters and histograms of
+all workers, including workers that have exited, and reports the gauges of the live ones:
+pending sentences summed, readiness as the minimum (1 only when every worker has its model).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+    multiprocess,
+)
 
 logger = logging.getLogger(__name__)
+
+# The variable that switches prometheus_client to multiprocess mode. It must be set before the
+# process imports prometheus_client, because that import chooses how values are stored.
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_mode() -> bool:
+    """Check whether this process keeps its metrics in PROMETHEUS_MULTIPROC_DIR."""
+    return bool(os.environ.get(MULTIPROCESS_DIR_VARIABLE))
 
 _LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _BATCH_SENTENCE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -22,6 +46,7 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess = multiprocess_mode()
 
         # HTTP traffic, updated by the request-context middleware.
         self.requests = Counter(
@@ -83,6 +108,7 @@ class ServiceMetrics:
             "nmt_pending_sentences",
             "Sentences waiting for or in translation",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
 
         # Model state, updated when the model is loaded or the app stops.
@@ -90,13 +116,40 @@ class ServiceMetrics:
             "nmt_model_ready",
             "1 when the model is loaded and requests can be translated, else 0",
             registry=self.registry,
+            multiprocess_mode="livemin",
         )
-        self.model_info = Info(
-            "nmt_model",
-            "Inference engine and compute type that the service is configured with",
-            registry=self.registry,
-        )
+        info_help = "Inference engine and compute type that the service is configured with"
+        if self.multiprocess:
+            # Info does not work in prometheus_client's multiprocess mode. A gauge of value 1 with
+            # the same labels gives the same nmt_model_info series.
+            self._model_info_gauge = Gauge(
+                "nmt_model_info", info_help, ["engine", "compute_type"], registry=self.registry,
+                multiprocess_mode="livemax",
+            )
+        else:
+            self._model_info = Info("nmt_model", info_help, registry=self.registry)
+
+    def set_model_info(self, engine: str, compute_type: str) -> None:
+        """Record the engine and compute type in the nmt_model_info series."""
+        if self.multiprocess:
+            self._model_info_gauge.labels(engine=engine, compute_type=compute_type).set(1)
+        else:
+            self._model_info.info({"engine": engine, "compute_type": compute_type})
 
     def render(self) -> bytes:
-        """Return the metrics in the Prometheus text exposition format."""
-        return generate_latest(self.registry)
+        """Return the metrics in the Prometheus text exposition format: this process's, or with
+        several workers, those of all workers together."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+
+    def close(self) -> None:
+        """Drop this worker's gauges from the shared values, as the worker stops.
+
+        NOTE: a worker that is killed never gets here, so its last gauge values stay in the
+        totals until the server restarts.
+        """
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())

@@ -78,9 +78,7 @@ class ModelRuntime:
         self.error: str | None = None
         self.service: TranslationService | None = None
         self.model_dir = Path(getattr(translator, "model_dir", settings.model_dir))
-        metrics.model_info.info(
-            {"engine": settings.engine, "compute_type": settings.compute_type or ""}
-        )
+        metrics.set_model_info(settings.engine, settings.compute_type or "")
         self._injected = translator
         self._load_task: asyncio.Task[None] | None = None
 
