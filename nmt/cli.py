@@ -114,11 +114,14 @@ def _translate(args: argparse.Namespace) -> int:
     # neither waits for typing nor consumes piped input.
     gemm.check_threads(args.threads, "--threads")
     gemm.check_streams(args.streams, args.threads)
-    if args.streams > 1:
-        gemm.use_worker_thread_backend()  # the searches run on a thread pool
-    gemm.backend()  # an invalid NMT_GEMM raises here
-    check_model_dir(args.model)
-    translator = Translator.load(args.model)
+    if args.engine == "ctranslate2":
+        translator = _load_ct2_translator(args)
+    else:
+        if args.streams > 1:
+            gemm.use_worker_thread_backend()  # the searches run on a thread pool
+        gemm.backend()  # an invalid NMT_GEMM raises here
+        check_model_dir(args.model)
+        translator = Translator.load(args.model)
     beam = args.beam_size
     if beam is None:
         # As in the service, the model's beam widens to hold the n-best list.
@@ -127,12 +130,13 @@ def _translate(args: argparse.Namespace) -> int:
         raise ValueError(f"--n-best must be at most --beam-size ({beam}), got {args.n_best}. "
                          "Raise --beam-size or lower --n-best.")
     lines = read_input_lines(sys.stdin.buffer)
-    if args.int8:
-        from nmt.quantize import quantize_translator
+    if args.engine == "native":
+        if args.int8:
+            from nmt.quantize import quantize_translator
 
-        quantize_translator(translator)
-    gemm.set_threads(args.threads or None, quantized=args.int8)
-    translator.streams = args.streams
+            quantize_translator(translator)
+        gemm.set_threads(args.threads or None, quantized=args.int8)
+        translator.streams = args.streams
     for start in range(0, len(lines), args.batch_lines):
         chunk = lines[start:start + args.batch_lines]
         results = translate_texts(translator, chunk, beam_size=beam, n_best=args.n_best,
@@ -149,6 +153,21 @@ def _translate(args: argparse.Namespace) -> int:
                 print(f"{number} ||| {text.strip()} ||| {score:.4f}", flush=False)
     sys.stdout.flush()
     return 0
+
+
+def _load_ct2_translator(args: argparse.Namespace):
+    """Load the CTranslate2 export in `args.model`, int8 with `--int8`, else in the compute type
+    it was exported with."""
+    from nmt.ct2 import CT2Translator
+
+    try:
+        return CT2Translator.load(args.model, compute_type="int8" if args.int8 else "default",
+                                  threads=args.threads or 0, streams=args.streams)
+    except ImportError as error:
+        raise ValueError(f"--engine ctranslate2 needs the ct2 extra: {error}") from error
+    except FileNotFoundError as error:
+        raise ValueError(f"{error}. Export one with: nmt export-ct2 --model DIR --out "
+                         f"{args.model}") from error
 
 
 def _average(args: argparse.Namespace) -> int:
@@ -227,8 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     tra.add_argument("--streams", type=positive_int, default=1,
                      help="batches of one call searched at once, sharing the threads; at most "
                           "--threads (default: 1; see the README)")
+    tra.add_argument("--engine", choices=("native", "ctranslate2"), default="native",
+                     help="search engine: native (PyTorch) or ctranslate2, for which --model is "
+                          "a folder written by nmt export-ct2 (needs the ct2 extra; default: "
+                          "native)")
     tra.add_argument("--int8", action="store_true",
-                     help="quantize the linear layers to int8 (faster on CPU, see benchmarks/)")
+                     help="quantize the linear layers to int8 (faster on CPU, see benchmarks/); "
+                          "with --engine ctranslate2, CTranslate2's int8 compute type")
     tra.add_argument("--n-best", type=beam_size, default=1, metavar="N",
                      help=f"distinct translations per line, up to N (at most {MAX_BEAM_SIZE} and "
                           "--beam-size; without --beam-size the beam widens to N); above 1, "

@@ -194,6 +194,44 @@ def test_translate_max_length_caps_output(monkeypatch, capsys, tiny_model_dir: P
     assert len(translator.tokenizer.encode(output)) <= 2
 
 
+@pytest.fixture
+def ct2_model_dir(tiny_model_dir: Path, tmp_path: Path) -> Path:
+    pytest.importorskip("ctranslate2")
+    from nmt.ct2 import export_ct2
+
+    return export_ct2(tiny_model_dir, tmp_path / "ct2")
+
+
+def test_translate_ctranslate2_engine(monkeypatch, capsys, ct2_model_dir: Path) -> None:
+    from nmt.ct2 import CT2Translator
+
+    lines = ["भारत एक देश है।", "", "वह घर जा रहा है।"]
+    status, captured = run_translate(monkeypatch, capsys, ct2_model_dir, lines, "--engine",
+                                     "ctranslate2", "--threads", "1")
+
+    assert status == 0, captured.err
+    translator = CT2Translator.load(ct2_model_dir, threads=1)
+    expected = [t.text for t in translator.translate([lines[0], lines[2]])]
+    assert captured.out.split("\n")[:-1] == [expected[0], "", expected[1]]
+
+
+def test_translate_ctranslate2_rejects_native_model(monkeypatch, capsys,
+                                                    tiny_model_dir: Path) -> None:
+    pytest.importorskip("ctranslate2")
+    monkeypatch.setattr(sys, "stdin", _UnreadableStdin())
+
+    assert main(["translate", "--model", str(tiny_model_dir), "--engine", "ctranslate2"]) == 2
+    assert "export the model with `nmt export-ct2`" in capsys.readouterr().err
+
+
+def test_translate_ctranslate2_without_extra(monkeypatch, capsys, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)  # import ctranslate2 now fails
+    monkeypatch.setattr(sys, "stdin", _UnreadableStdin())
+
+    assert main(["translate", "--model", str(tmp_path), "--engine", "ctranslate2"]) == 2
+    assert "--engine ctranslate2 needs the ct2 extra" in capsys.readouterr().err
+
+
 def test_translate_empty_stdin(monkeypatch, capsys, tiny_model_dir: Path) -> None:
     status, captured = run_translate(monkeypatch, capsys, tiny_model_dir, [])
     assert status == 0
