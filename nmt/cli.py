@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import json
 import logging
 import os
 import sys
@@ -120,6 +121,9 @@ def _translate(args: argparse.Namespace) -> int:
         if args.streams > 1:
             gemm.use_worker_thread_backend()  # the searches run on a thread pool
         gemm.backend()  # an invalid NMT_GEMM raises here
+        if (args.model / "model.bin").is_file() and not (args.model / "model.safetensors").exists():
+            raise ValueError(f"{args.model} contains a CTranslate2 export; translate with it "
+                             "through --engine ctranslate2")
         check_model_dir(args.model)
         translator = Translator.load(args.model)
     beam = args.beam_size
@@ -155,19 +159,43 @@ def _translate(args: argparse.Namespace) -> int:
     return 0
 
 
+# Files of a folder written by `nmt export-ct2`.
+_CT2_FILES = ("model.bin", "config.json", "tokenizer.model", "metadata.json")
+
+
 def _load_ct2_translator(args: argparse.Namespace):
     """Load the CTranslate2 export in `args.model`, int8 with `--int8`, else in the compute type
-    it was exported with."""
+    it was exported with. Raise ValueError, naming the folder, where that is not possible."""
+    from nmt import gemm
     from nmt.ct2 import CT2Translator
 
     try:
-        return CT2Translator.load(args.model, compute_type="int8" if args.int8 else "default",
-                                  threads=args.threads or 0, streams=args.streams)
+        import ctranslate2  # noqa: F401  (checked first: without it no folder can be used)
     except ImportError as error:
-        raise ValueError(f"--engine ctranslate2 needs the ct2 extra: {error}") from error
-    except FileNotFoundError as error:
-        raise ValueError(f"{error}. Export one with: nmt export-ct2 --model DIR --out "
-                         f"{args.model}") from error
+        raise ValueError("--engine ctranslate2 needs the ct2 extra: pip install "
+                         f"'hindi-nmt[ct2]' ({error})") from error
+    model = args.model
+    if model.exists() and not model.is_dir():
+        raise ValueError(f"model directory {model} is a file, not a directory")
+    if not model.is_dir():
+        raise ValueError(f"model directory {model} does not exist")
+    if (model / "model.safetensors").is_file() and not (model / "model.bin").exists():
+        raise ValueError(f"{model} contains a PyTorch model; convert it first with "
+                         f"`nmt export-ct2 --model {model} --out DIR` and pass --model DIR, or "
+                         "use --engine native")
+    missing = [name for name in _CT2_FILES if not (model / name).is_file()]
+    if missing:
+        raise ValueError(f"{model} is not a complete `nmt export-ct2` folder: it is missing "
+                         f"{', '.join(missing)}")
+    # CTranslate2 picks its own thread count for one stream. Streams share the CPUs, as in the
+    # native engine, instead of each taking them all.
+    threads = args.threads or (gemm.available_cpus() if args.streams > 1 else 0)
+    try:
+        return CT2Translator.load(model, compute_type="int8" if args.int8 else "default",
+                                  threads=threads, streams=args.streams)
+    except (RuntimeError, KeyError, json.JSONDecodeError) as error:
+        raise ValueError(f"{model} is not a usable `nmt export-ct2` folder ({error!r}); "
+                         "export it again") from error
 
 
 def _average(args: argparse.Namespace) -> int:
@@ -234,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     tra = commands.add_parser("translate",
                               help="translate Hindi lines on stdin to English on stdout")
     tra.add_argument("--model", type=Path, default=default_model_dir(),
-                     help="model directory (default: the released model)")
+                     help="model directory, or with --engine ctranslate2 a folder written by "
+                          "nmt export-ct2 (default: NMT_MODEL_DIR, else the released model)")
     tra.add_argument("--beam-size", type=beam_size, default=None,
                      help=f"beam size, at most {MAX_BEAM_SIZE} (default: the model's, 4 for the "
                           "released model)")

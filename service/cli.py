@@ -168,6 +168,10 @@ def run_serve(args: argparse.Namespace) -> int:
     if problem:
         logger.error("%s", problem)
         return EXIT_USAGE
+    problem = _metrics_dir_problem()
+    if problem:
+        logger.error("%s", problem)
+        return EXIT_USAGE
 
     import uvicorn
 
@@ -228,6 +232,26 @@ def run_serve(args: argparse.Namespace) -> int:
             shutil.rmtree(metrics_dir, ignore_errors=True)
             del os.environ[MULTIPROCESS_DIR_VARIABLE]
     return 0
+
+
+def _metrics_dir_problem() -> str | None:
+    """Return why PROMETHEUS_MULTIPROC_DIR, where an operator set it, cannot hold the metrics,
+    or None. Warn when it still contains metrics files, whose values /metrics would add in."""
+    folder = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    if not folder:
+        return None
+    path = Path(folder)
+    if not path.is_dir():
+        return (f"{MULTIPROCESS_DIR_VARIABLE}={folder} is not an existing directory; create it "
+                "or unset the variable")
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"{MULTIPROCESS_DIR_VARIABLE}={folder} is not writable by this user"
+    leftovers = list(path.glob("*.db"))
+    if leftovers:
+        logger.warning("%s=%s already contains %d metrics files, whose counts /metrics will add "
+                       "in; empty it between runs", MULTIPROCESS_DIR_VARIABLE, folder,
+                       len(leftovers))
+    return None
 
 
 def _port_unavailable_reason(host: str, port: int) -> str | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -141,15 +142,35 @@ class ServiceMetrics:
         several workers, those of all workers together."""
         if not self.multiprocess:
             return generate_latest(self.registry)
+        _forget_dead_workers(os.environ[MULTIPROCESS_DIR_VARIABLE])
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
 
     def close(self) -> None:
-        """Drop this worker's gauges from the shared values, as the worker stops.
-
-        NOTE: a worker that is killed never gets here, so its last gauge values stay in the
-        totals until the server restarts.
-        """
+        """Drop this worker's gauges from the shared values, as the worker stops."""
         if self.multiprocess:
             multiprocess.mark_process_dead(os.getpid())
+
+
+def _forget_dead_workers(folder: str) -> None:
+    """Drop the gauges of workers that ended without `close`, such as a killed worker that
+    uvicorn replaced, so that their last values do not stay in /metrics.
+
+    Gauges of the live modes are kept per process in files named gauge_live*_PID.db.
+    NOTE: a new process that reuses a dead worker's PID keeps that worker's gauges.
+    """
+    for path in Path(folder).glob("gauge_live*_*.db"):
+        pid_text = path.stem.rsplit("_", 1)[-1]
+        if pid_text.isdigit() and not _process_exists(int(pid_text)):
+            multiprocess.mark_process_dead(int(pid_text), folder)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0 checks that the process exists and sends nothing
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists but belongs to another user
+    return True

@@ -221,7 +221,30 @@ def test_translate_ctranslate2_rejects_native_model(monkeypatch, capsys,
     monkeypatch.setattr(sys, "stdin", _UnreadableStdin())
 
     assert main(["translate", "--model", str(tiny_model_dir), "--engine", "ctranslate2"]) == 2
-    assert "export the model with `nmt export-ct2`" in capsys.readouterr().err
+    assert "contains a PyTorch model; convert it first with `nmt export-ct2" in (
+        capsys.readouterr().err)
+
+
+def test_translate_ctranslate2_incomplete_export(monkeypatch, capsys, ct2_model_dir: Path,
+                                                 tmp_path: Path) -> None:
+    broken = Path(shutil.copytree(ct2_model_dir, tmp_path / "broken"))
+    (broken / "model.bin").write_bytes(b"not a model")
+    missing = Path(shutil.copytree(ct2_model_dir, tmp_path / "missing"))
+    (missing / "model.bin").unlink()
+    monkeypatch.setattr(sys, "stdin", _UnreadableStdin())
+
+    assert main(["translate", "--model", str(broken), "--engine", "ctranslate2"]) == 2
+    assert "is not a usable `nmt export-ct2` folder" in capsys.readouterr().err
+    assert main(["translate", "--model", str(missing), "--engine", "ctranslate2"]) == 2
+    assert "is missing model.bin" in capsys.readouterr().err
+
+
+def test_translate_native_engine_names_ct2_export(monkeypatch, capsys,
+                                                  ct2_model_dir: Path) -> None:
+    monkeypatch.setattr(sys, "stdin", _UnreadableStdin())
+
+    assert main(["translate", "--model", str(ct2_model_dir)]) == 2
+    assert "contains a CTranslate2 export" in capsys.readouterr().err
 
 
 def test_translate_ctranslate2_without_extra(monkeypatch, capsys, tmp_path: Path) -> None:

@@ -91,3 +91,42 @@ def test_metrics_sum_over_workers(two_workers: str) -> None:
         assert _sample(metrics, "nmt_pending_sentences") == 0
         assert re.search(r'^nmt_model_info\{compute_type="float32",engine="native"\} 1\.0$',
                          metrics, re.MULTILINE)
+
+
+def test_metrics_forget_dead_workers(tmp_path: Path) -> None:
+    from service.metrics import _forget_dead_workers
+
+    dead = 2**22 + 12345  # above the default pid_max of 4194304, so no process has it
+    (tmp_path / f"gauge_livesum_{dead}.db").write_bytes(b"")
+    (tmp_path / f"gauge_livemin_{os.getpid()}.db").write_bytes(b"")
+    (tmp_path / f"counter_{dead}.db").write_bytes(b"")
+
+    _forget_dead_workers(str(tmp_path))
+
+    assert not (tmp_path / f"gauge_livesum_{dead}.db").exists()
+    assert (tmp_path / f"gauge_livemin_{os.getpid()}.db").exists()  # a live process
+    assert (tmp_path / f"counter_{dead}.db").exists()  # counters of dead workers still count
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("missing", "is not an existing directory; create it or unset the variable"),
+    ("file", "is not an existing directory"),
+])
+def test_serve_rejects_bad_metrics_dir(tiny_model_dir: Path, tmp_path: Path, monkeypatch,
+                                       caplog, kind: str, words: str) -> None:
+    import argparse
+
+    from service.cli import add_serve_arguments, run_serve
+
+    folder = tmp_path / "metrics"
+    if kind == "file":
+        folder.write_text("not a folder\n", encoding="utf-8")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: pytest.fail("server started"))
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    args = parser.parse_args(["--model", str(tiny_model_dir), "--port", str(_free_port()),
+                              "--workers", "2"])
+
+    assert run_serve(args) == 2
+    assert f"PROMETHEUS_MULTIPROC_DIR={folder} {words}" in caplog.text
