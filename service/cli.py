@@ -153,8 +153,10 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         from nmt import gemm
 
-        # The batcher translates on a worker thread, see nmt.gemm.automatic_backend.
-        gemm.use_worker_thread_backend()
+        # The batcher translates on a worker thread, see nmt.gemm.automatic_backend. NMT_GEMM
+        # only applies to the native engine.
+        if settings.engine == engines.NATIVE:
+            gemm.use_worker_thread_backend()
     except ValueError as error:
         logger.error("%s", error)
         return EXIT_USAGE

@@ -454,3 +454,16 @@ def test_serve_keeps_chosen_gemm(scrambled_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("NMT_GEMM", "torch")
     assert run_serve(_serve_args("--model", str(scrambled_dir))) == 0
     assert os.environ["NMT_GEMM"] == "torch"
+
+
+def test_serve_ignores_gemm_for_ctranslate2(ct2_dir: Path, monkeypatch) -> None:
+    from nmt import gemm
+
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: None)
+    monkeypatch.setenv("NMT_GEMM", "foo")  # only the native engine reads it
+    gemm.backend.cache_clear()
+    try:
+        assert run_serve(_serve_args("--model", str(ct2_dir), "--engine", "ctranslate2")) == 0
+    finally:
+        monkeypatch.undo()
+        gemm.backend.cache_clear()
