@@ -107,7 +107,7 @@ def read_input_lines(stream) -> list[str]:
 
 def _translate(args: argparse.Namespace) -> int:
     from nmt import gemm
-    from nmt.model_dir import check_model_dir
+    from nmt.model_dir import check_model_dir, engine_mismatch
     from nmt.pipeline import translate_texts
     from nmt.translator import Translator
 
@@ -121,9 +121,9 @@ def _translate(args: argparse.Namespace) -> int:
         if args.streams > 1:
             gemm.use_worker_thread_backend()  # the searches run on a thread pool
         gemm.backend()  # an invalid NMT_GEMM raises here
-        if (args.model / "model.bin").is_file() and not (args.model / "model.safetensors").exists():
-            raise ValueError(f"{args.model} contains a CTranslate2 export; translate with it "
-                             "through --engine ctranslate2")
+        mismatch = engine_mismatch(args.model, "native")
+        if mismatch:
+            raise ValueError(mismatch)
         check_model_dir(args.model)
         translator = Translator.load(args.model)
     beam = args.beam_size
@@ -159,15 +159,12 @@ def _translate(args: argparse.Namespace) -> int:
     return 0
 
 
-# Files of a folder written by `nmt export-ct2`.
-_CT2_FILES = ("model.bin", "config.json", "tokenizer.model", "metadata.json")
-
-
 def _load_ct2_translator(args: argparse.Namespace):
     """Load the CTranslate2 export in `args.model`, int8 with `--int8`, else in the compute type
     it was exported with. Raise ValueError, naming the folder, where that is not possible."""
     from nmt import gemm
     from nmt.ct2 import CT2Translator
+    from nmt.model_dir import CT2_FILES, engine_mismatch
 
     try:
         import ctranslate2  # noqa: F401  (checked first: without it no folder can be used)
@@ -179,11 +176,10 @@ def _load_ct2_translator(args: argparse.Namespace):
         raise ValueError(f"model directory {model} is a file, not a directory")
     if not model.is_dir():
         raise ValueError(f"model directory {model} does not exist")
-    if (model / "model.safetensors").is_file() and not (model / "model.bin").exists():
-        raise ValueError(f"{model} contains a PyTorch model; convert it first with "
-                         f"`nmt export-ct2 --model {model} --out DIR` and pass --model DIR, or "
-                         "use --engine native")
-    missing = [name for name in _CT2_FILES if not (model / name).is_file()]
+    mismatch = engine_mismatch(model, "ctranslate2")
+    if mismatch:
+        raise ValueError(mismatch)
+    missing = [name for name in CT2_FILES if not (model / name).is_file()]
     if missing:
         raise ValueError(f"{model} is not a complete `nmt export-ct2` folder: it is missing "
                          f"{', '.join(missing)}")

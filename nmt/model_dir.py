@@ -19,13 +19,15 @@ from nmt.config import ModelConfig
 from nmt.model import Transformer
 from nmt.tokenizer import Tokenizer
 
-__all__ = ["WEIGHTS", "CONFIG", "TOKENIZER", "METADATA", "check_model_dir", "load_model_dir",
-           "save_model_dir"]
+__all__ = ["WEIGHTS", "CONFIG", "TOKENIZER", "METADATA", "CT2_FILES", "check_model_dir",
+           "engine_mismatch", "load_model_dir", "save_model_dir"]
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 TOKENIZER = "tokenizer.model"
 METADATA = "metadata.json"
+# Files of a folder written by `nmt export-ct2`. Its config.json is CTranslate2's own.
+CT2_FILES = ("model.bin", CONFIG, TOKENIZER, METADATA)
 
 
 def save_model_dir(
@@ -64,6 +66,23 @@ def check_model_dir(model_dir: Path) -> None:
     missing = [name for name in (WEIGHTS, CONFIG, TOKENIZER) if not (model_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(f"model directory {model_dir} is missing {', '.join(missing)}")
+
+
+def engine_mismatch(model_dir: Path, engine: str) -> str | None:
+    """Return why `engine` ("native" or "ctranslate2") cannot load `model_dir` because it
+    contains the other engine's kind of model, naming the command that converts or loads it, or
+    None."""
+    model_dir = Path(model_dir)
+    is_native = (model_dir / WEIGHTS).is_file()
+    is_ct2 = (model_dir / CT2_FILES[0]).is_file()
+    if engine == "ctranslate2" and is_native and not is_ct2:
+        return (f"model directory {model_dir} contains a PyTorch model, which engine ctranslate2 "
+                f"cannot load; convert it first with `nmt export-ct2 --model {model_dir} --out "
+                "DIR` and pass DIR as the model, or use --engine native")
+    if engine == "native" and is_ct2 and not is_native:
+        return (f"model directory {model_dir} contains a CTranslate2 export, which engine native "
+                "cannot load; use --engine ctranslate2 (NMT_ENGINE=ctranslate2 for the service)")
+    return None
 
 
 def load_model_dir(model_dir: Path, device: str = "cpu"

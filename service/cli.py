@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from nmt.model_dir import CT2_FILES, engine_mismatch
 from service import engines
 from service.metrics import MULTIPROCESS_DIR_VARIABLE, multiprocess_mode
 from service.settings import Settings
@@ -25,8 +26,6 @@ logger = logging.getLogger(__name__)
 
 EXIT_USAGE = 2
 MODEL_FILES = ("model.safetensors", "config.json", "tokenizer.model", "metadata.json")
-# Files of a folder written by `nmt export-ct2`; its config.json is CTranslate2's own.
-CT2_MODEL_FILES = ("model.bin", "config.json", "tokenizer.model", "metadata.json")
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -286,21 +285,11 @@ def _check_model_dir(model_dir: Path, engine: str) -> str | None:
     """
     if not model_dir.is_dir():
         return f"model directory {model_dir} does not exist; pass --model DIR or set NMT_MODEL_DIR"
-    is_native = (model_dir / "model.safetensors").is_file()
-    is_ct2 = (model_dir / "model.bin").is_file()
-    if engine == engines.CTRANSLATE2 and is_native and not is_ct2:
-        return (
-            f"model directory {model_dir} contains a PyTorch model, which engine ctranslate2 "
-            f"cannot load; convert it first with `nmt export-ct2 --model {model_dir} --out DIR` "
-            f"and serve DIR, or use --engine native"
-        )
-    if engine == engines.NATIVE and is_ct2 and not is_native:
-        return (
-            f"model directory {model_dir} contains a CTranslate2 export, which engine native "
-            f"cannot load; serve it with --engine ctranslate2 (NMT_ENGINE=ctranslate2)"
-        )
+    mismatch = engine_mismatch(model_dir, engine)
+    if mismatch:
+        return mismatch
 
-    required = CT2_MODEL_FILES if engine == engines.CTRANSLATE2 else MODEL_FILES
+    required = CT2_FILES if engine == engines.CTRANSLATE2 else MODEL_FILES
     missing = [name for name in required if not (model_dir / name).is_file()]
     if missing:
         return (

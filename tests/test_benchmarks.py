@@ -22,6 +22,14 @@ NEEDS_TWO_CPUS = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
                                     reason="--threads 2 needs 2 CPUs available")
 
 
+def _write_test_set(data_dir: Path) -> None:
+    """Write the toy sentences as the iitb-test files of a data folder."""
+    eval_dir = data_dir / "eval"
+    eval_dir.mkdir()
+    (eval_dir / "iitb-test.hi").write_text("\n".join(HINDI) + "\n", encoding="utf-8")
+    (eval_dir / "iitb-test.en").write_text("\n".join(ENGLISH) + "\n", encoding="utf-8")
+
+
 def _run(script: str, *argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *argv],
                           capture_output=True, text=True, timeout=300, check=False)
@@ -33,10 +41,7 @@ def _run(script: str, *argv: str) -> subprocess.CompletedProcess:
 ])
 def test_translation_speed_runs_each_engine(tiny_model_dir: Path, tmp_path: Path,
                                             calls: tuple[str, ...]) -> None:
-    eval_dir = tmp_path / "eval"
-    eval_dir.mkdir()
-    (eval_dir / "iitb-test.hi").write_text("\n".join(HINDI) + "\n", encoding="utf-8")
-    (eval_dir / "iitb-test.en").write_text("\n".join(ENGLISH) + "\n", encoding="utf-8")
+    _write_test_set(tmp_path)
     engines = ["native", "ctranslate2"] if _has_ctranslate2() else ["native"]
 
     done = _run("translation_speed.py", "--model", str(tiny_model_dir), "--data-dir",
@@ -54,10 +59,7 @@ def test_translation_speed_runs_each_engine(tiny_model_dir: Path, tmp_path: Path
 
 def test_translation_speed_reports_round_medians(tiny_model_dir: Path,
                                                  tmp_path: Path) -> None:
-    eval_dir = tmp_path / "eval"
-    eval_dir.mkdir()
-    (eval_dir / "iitb-test.hi").write_text("\n".join(HINDI) + "\n", encoding="utf-8")
-    (eval_dir / "iitb-test.en").write_text("\n".join(ENGLISH) + "\n", encoding="utf-8")
+    _write_test_set(tmp_path)
     engines = ["native", "ctranslate2"] if _has_ctranslate2() else ["native"]
 
     done = _run("translation_speed.py", "--model", str(tiny_model_dir), "--data-dir",
@@ -78,10 +80,7 @@ def test_translation_speed_reports_round_medians(tiny_model_dir: Path,
 
 def test_translation_speed_ignores_repeated_values(tiny_model_dir: Path,
                                                    tmp_path: Path) -> None:
-    eval_dir = tmp_path / "eval"
-    eval_dir.mkdir()
-    (eval_dir / "iitb-test.hi").write_text("\n".join(HINDI) + "\n", encoding="utf-8")
-    (eval_dir / "iitb-test.en").write_text("\n".join(ENGLISH) + "\n", encoding="utf-8")
+    _write_test_set(tmp_path)
 
     done = _run("translation_speed.py", "--model", str(tiny_model_dir), "--data-dir",
                 str(tmp_path), "--sentences", "2", "--threads", "1", "--beam-sizes", "2", "2",

@@ -221,8 +221,9 @@ def test_translate_ctranslate2_rejects_native_model(monkeypatch, capsys,
     monkeypatch.setattr(sys, "stdin", _UnreadableStdin())
 
     assert main(["translate", "--model", str(tiny_model_dir), "--engine", "ctranslate2"]) == 2
-    assert "contains a PyTorch model; convert it first with `nmt export-ct2" in (
-        capsys.readouterr().err)
+    message = capsys.readouterr().err
+    assert "contains a PyTorch model, which engine ctranslate2 cannot load" in message
+    assert f"convert it first with `nmt export-ct2 --model {tiny_model_dir}" in message
 
 
 def test_translate_ctranslate2_incomplete_export(monkeypatch, capsys, ct2_model_dir: Path,

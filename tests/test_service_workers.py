@@ -42,7 +42,7 @@ def _sample(metrics: str, series: str) -> float | None:
 
 @pytest.fixture
 def two_workers(tiny_model_dir: Path, tmp_path: Path):
-    """Start `nmt serve --workers 2` on a free loopback port; yield its base URL."""
+    """Start `nmt serve --workers 2` on a free loopback port and yield its base URL."""
     port = _free_port()
     env = {**os.environ, "NMT_LOG_LEVEL": "WARNING"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -96,7 +96,7 @@ def test_metrics_sum_over_workers(two_workers: str) -> None:
 def test_metrics_forget_dead_workers(tmp_path: Path) -> None:
     from service.metrics import _forget_dead_workers
 
-    dead = 2**22 + 12345  # above the default pid_max of 4194304, so no process has it
+    dead = 2**22 + 12345  # above 4194304, the largest pid_max of 64-bit Linux
     (tmp_path / f"gauge_livesum_{dead}.db").write_bytes(b"")
     (tmp_path / f"gauge_livemin_{os.getpid()}.db").write_bytes(b"")
     (tmp_path / f"counter_{dead}.db").write_bytes(b"")

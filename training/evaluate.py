@@ -60,8 +60,8 @@ DEFAULT_BATCH_SIZE = 32
 CALL_BATCHES = 32
 DEFAULT_SERVICE_TIMEOUT_S = 120.0
 # Bootstrap resamples for --confidence and --baseline: sacrebleu's own default, and a limit on
-# resamples × segments. sacrebleu holds every resample's statistics at once: 10000 resamples of
-# iitb-test's 2507 segments with --baseline took 28 s and peaked at 2.9 GB.
+# resamples × segments, because sacrebleu keeps every resample's statistics in memory at once.
+# 10000 resamples of iitb-test's 2507 segments with --baseline took 28 s and peaked at 2.9 GB.
 DEFAULT_BOOTSTRAP = 1000
 MAX_RESAMPLED_SEGMENTS = 25_000_000
 # The API key that `--service` sends, read from the environment so that it stays out of `ps`.
@@ -77,6 +77,15 @@ _ERROR_BODY_CHARS = 500
 
 class TranslationError(RuntimeError):
     """Raised when a translation service fails or returns an unusable response."""
+
+
+# Each metric's field name and the name sacrebleu gives its scores, which is also its label.
+METRIC_NAMES = {"bleu": "BLEU", "chrf2": "chrF2", "chrfpp": "chrF2++"}
+
+
+def _new_metrics() -> dict[str, Any]:
+    """Return fresh sacrebleu metrics by field name: BLEU, chrF2 and chrF++ (word order 2)."""
+    return {"bleu": BLEU(), "chrf2": CHRF(), "chrfpp": CHRF(word_order=2)}
 
 
 @dataclass(frozen=True)
@@ -111,8 +120,8 @@ class Scores:
         "BLEU    =  5.14 (μ =  5.13 ± 0.30)".
         """
         lines = []
-        for label, name in (("BLEU   ", "bleu"), ("chrF2  ", "chrf2"), ("chrF2++", "chrfpp")):
-            text = f"{label} = {getattr(self, name):5.2f}"
+        for name, label in METRIC_NAMES.items():
+            text = f"{label:7s} = {getattr(self, name):5.2f}"
             interval = getattr(self, f"{name}_interval")
             if interval is not None:
                 text += f" (μ = {interval.mean:5.2f} ± {interval.half_width:.2f})"
@@ -123,7 +132,7 @@ class Scores:
         """Return the fields for JSON, scores rounded to 4 decimals to drop floating-point noise
         such as 100.00000000000004. Intervals are left out when there are none."""
         values = asdict(self)
-        for name in ("bleu", "chrf2", "chrfpp"):
+        for name in METRIC_NAMES:
             values[name] = round(values[name], 4)
             interval = values.pop(f"{name}_interval")
             if interval is not None:
@@ -149,9 +158,8 @@ def score_corpus(hypotheses: list[str], references: list[str], *,
     if not hypotheses:
         raise ValueError("nothing to score: no hypotheses and no references")
 
-    metrics = {"bleu": BLEU(), "chrf2": CHRF(), "chrfpp": CHRF(word_order=2)}  # 2: chrF++
     fields: dict[str, Any] = {"segments": len(hypotheses)}
-    for name, metric in metrics.items():
+    for name, metric in _new_metrics().items():
         score = metric.corpus_score(hypotheses, [references], n_bootstrap=bootstrap)
         fields[name] = score.score
         fields[f"{name}_signature"] = str(metric.get_signature())
@@ -200,10 +208,10 @@ class Comparison:
         lines = [f"paired bootstrap against {self.baseline_file} ({method}); p: chance of a "
                  "difference at least this large if both came from the same system"]
         floor = 1 / (self.resamples + 1)
-        for label, name in (("BLEU   ", "bleu"), ("chrF2  ", "chrf2"), ("chrF2++", "chrfpp")):
+        for name, label in METRIC_NAMES.items():
             metric = getattr(self, name)
             relation = "<=" if self.resamples and metric.p_value <= floor else "="
-            lines.append(f"{label} {metric.system:6.2f} - {metric.baseline:6.2f} = "
+            lines.append(f"{label:7s} {metric.system:6.2f} - {metric.baseline:6.2f} = "
                          f"{metric.difference:+6.2f}  p {relation} {metric.p_value:.4f}")
         return "\n".join(lines)
 
@@ -211,7 +219,7 @@ class Comparison:
         """Return the fields for JSON, scores rounded to 4 decimals."""
         values: dict[str, Any] = {"file": self.baseline_file, "resamples": self.resamples,
                                   "seed": self.seed}
-        for name in ("bleu", "chrf2", "chrfpp"):
+        for name in METRIC_NAMES:
             metric = getattr(self, name)
             values[name] = {"baseline": round(metric.baseline, 4),
                             "system": round(metric.system, 4),
@@ -248,25 +256,23 @@ def compare_to_baseline(hypotheses: list[str], baseline: list[str], references: 
             raise ValueError(f"line count mismatch: {len(lines)} {name} but {len(references)} "
                              "references")
     seed = bootstrap_seed()
-    names = (("bleu", "BLEU"), ("chrf2", "chrF2"), ("chrfpp", "chrF2++"))
     if hypotheses == baseline:
         scores = score_corpus(hypotheses, references)
         same = {name: MetricComparison(getattr(scores, name), getattr(scores, name), 1.0)
-                for name, _ in names}
+                for name in METRIC_NAMES}
         return Comparison(baseline_file, 0, seed, **same)
 
-    metrics = {"bleu": BLEU(), "chrf2": CHRF(), "chrfpp": CHRF(word_order=2)}
     sacrebleu_logger = logging.getLogger("sacrebleu")
     level = sacrebleu_logger.level
     sacrebleu_logger.setLevel(logging.WARNING)  # it logs every step of the test at INFO
     try:
-        test = PairedTest([("baseline", baseline), ("system", hypotheses)], metrics,
+        test = PairedTest([("baseline", baseline), ("system", hypotheses)], _new_metrics(),
                           [references], test_type="bs", n_samples=resamples)
         _, results = test()
     finally:
         sacrebleu_logger.setLevel(level)
     fields = {}
-    for name, score_name in names:  # PairedTest keys its results by each score's own name
+    for name, score_name in METRIC_NAMES.items():  # PairedTest keys results by score name
         baseline_result, system_result = results[score_name]
         baseline_score, system_score = float(baseline_result.score), float(system_result.score)
         p_value = 1.0 if system_score == baseline_score else float(system_result.p_value)
