@@ -52,6 +52,27 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def search_penalties(options, alpha: float | None, beta: float | None):
+    """Return the `SearchOptions` `options` with the length penalty `alpha` and the coverage
+    penalty `beta` where given."""
+    from dataclasses import replace
+
+    changes = {name: value for name, value in (("alpha", alpha), ("beta", beta))
+               if value is not None}
+    return replace(options, **changes) if changes else options
+
+
+def add_penalty_arguments(parser: argparse.ArgumentParser, scope: str = "") -> None:
+    """Add --alpha and --beta, which override the model's search penalties."""
+    parser.add_argument("--alpha", type=non_negative_float, default=None,
+                        help=f"GNMT length penalty α{scope} (default: the model's, 1.4 for "
+                             "the released model)")
+    parser.add_argument("--beta", type=non_negative_float, default=None,
+                        help=f"GNMT coverage penalty β{scope}, which favours translations that "
+                             "attend to every source token; 0 turns it off (default: the "
+                             "model's, 0 for the released model)")
+
+
 def positive_int(text: str) -> int:
     """Parse an integer of at least 1 (an argparse type)."""
     try:
@@ -126,6 +147,7 @@ def _translate(args: argparse.Namespace) -> int:
             raise ValueError(mismatch)
         check_model_dir(args.model)
         translator = Translator.load(args.model)
+    translator.options = search_penalties(translator.options, args.alpha, args.beta)
     beam = args.beam_size
     if beam is None:
         # As in the service, the model's beam widens to hold the n-best list.
@@ -208,8 +230,9 @@ def _average(args: argparse.Namespace) -> int:
     averaged.load_state_dict(average_checkpoints(paths))
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     metadata = {**metadata, "weights": f"average of {len(paths)} checkpoints"}
-    if args.alpha is not None:
-        metadata["search"] = {**metadata.get("search", {}), "alpha": args.alpha}
+    for name in ("alpha", "beta"):
+        if getattr(args, name) is not None:
+            metadata["search"] = {**metadata.get("search", {}), name: getattr(args, name)}
     save_model_dir(Path(args.out), averaged, run_dir / "model" / "tokenizer.model", metadata,
                    dtype=dtype)
     print(args.out)
@@ -283,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "--beam-size; without --beam-size the beam widens to N); above 1, "
                           "each is printed as 'LINE ||| TRANSLATION ||| SCORE', best first, "
                           "LINE counted from 0 (default: 1, the translation alone)")
+    add_penalty_arguments(tra)
     tra.add_argument("--max-length", type=positive_int, default=None, metavar="N",
                      help="maximum target tokens per sentence, eos not counted; the model's "
                           "positions cap it at 254 for the released model (default: 1.5 × "
@@ -303,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     avg.add_argument("--alpha", type=non_negative_float, default=None,
                      help="length penalty α to store as the model's search default "
                           "(default: the run's)")
+    avg.add_argument("--beta", type=non_negative_float, default=None,
+                     help="coverage penalty β to store as the model's search default, 0 for "
+                          "none (default: the run's)")
     avg.add_argument("--out", required=True, help="output model directory")
     avg.set_defaults(run=_average)
 

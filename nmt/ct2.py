@@ -135,6 +135,9 @@ def build_spec(model: Transformer, tokenizer: Tokenizer):
         num_heads=config.n_heads,
         pre_norm=config.pre_norm,
         activation=activation,
+        # The coverage penalty reads the last layer's cross-attention averaged over all heads,
+        # as `nmt.search` computes it.
+        alignment_heads=config.n_heads,
     )
 
     # Source embeddings, target embeddings and the output projection may be one matrix; CTranslate2
@@ -300,6 +303,7 @@ class CT2Translator(Translator):
             beam_size=options.beam_size,
             num_hypotheses=n_best,
             length_penalty=options.alpha,
+            coverage_penalty=options.beta,
             no_repeat_ngram_size=options.no_repeat_ngram_size,
             max_decoding_length=max(1, max(limits) - 1),
             max_input_length=0,

@@ -91,10 +91,12 @@ def decode_step(model: Transformer, layers: list[StepLayer], target: torch.Tenso
     x = x + model.positions[cache.length]  # (B, D)
 
     blocked = ~cache.source_mask  # (B / group, 1, 1, S), True at padding
-    for layer, layer_cache in zip(layers, cache.layers, strict=True):
+    last = len(layers) - 1
+    for index, (layer, layer_cache) in enumerate(zip(layers, cache.layers, strict=True)):
         x = x + _self_attention(layer.self_attention, _norm(layer.self_norm, x), layer_cache)
+        coverage = cache if index == last and cache.coverage is not None else None
         x = x + _cross_attention(layer.cross_attention, _norm(layer.cross_norm, x), layer_cache,
-                                 blocked, cache.group)
+                                 blocked, cache.group, coverage)
         x = x + _feed_forward(layer, _norm(layer.feed_forward_norm, x))
 
     cache.length += 1
@@ -122,11 +124,12 @@ def _self_attention(attention: MultiHeadAttention, h: torch.Tensor,
 
 
 def _cross_attention(attention: MultiHeadAttention, h: torch.Tensor, layer_cache: LayerCache,
-                     blocked: torch.Tensor, group: int) -> torch.Tensor:
+                     blocked: torch.Tensor, group: int,
+                     coverage: DecoderCache | None = None) -> torch.Tensor:
     """Attend from each row of `h` (B, D) to the source keys of its sentence.
 
     Each run of `group` rows (the beams of one sentence) shares one row of keys, values and
-    `blocked`.
+    `blocked`. The probabilities are added to the coverage of `coverage`, where given.
     """
     rows, heads, head_dim = h.size(0), attention.n_heads, attention.head_dim
     q = _linear(attention.query, h).view(rows // group, group, heads, head_dim)
@@ -134,7 +137,10 @@ def _cross_attention(attention: MultiHeadAttention, h: torch.Tensor, layer_cache
 
     scores = q @ layer_cache.cross_key.transpose(-2, -1) / math.sqrt(head_dim)
     scores = scores.masked_fill(blocked, float("-inf"))  # (B / group, H, group, S)
-    context = scores.softmax(dim=-1) @ layer_cache.cross_value  # (B / group, H, group, Dh)
+    probabilities = scores.softmax(dim=-1)
+    if coverage is not None:
+        coverage.add_coverage(probabilities.transpose(1, 2).reshape(rows, heads, -1))
+    context = probabilities @ layer_cache.cross_value  # (B / group, H, group, Dh)
     context = context.transpose(1, 2).reshape(rows, heads * head_dim)  # (B, D)
     return _linear(attention.output, context)
 

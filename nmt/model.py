@@ -113,6 +113,14 @@ class DecoderCache:
     # `nmt.decoder_step`, or None where `decode` runs instead.
     step_layers: list[StepLayer] | None = None
     step_prepared: bool = False
+    # Where search asks for it (`track_coverage`): the last decoder layer's cross-attention
+    # probabilities, averaged over heads and summed over the decoded positions (B, S).
+    coverage: torch.Tensor | None = None
+
+    def track_coverage(self, rows: int) -> None:
+        """Start summing attention for the coverage penalty over `rows` target rows."""
+        self.coverage = self.source_mask.new_zeros(rows, self.source_mask.size(-1),
+                                                   dtype=torch.float)
 
     def expand(self, group: int) -> DecoderCache:
         """Return a cache with `group` target rows per source row, such as the beams of a sentence.
@@ -126,7 +134,7 @@ class DecoderCache:
         layers = [LayerCache(layer.cross_key, layer.cross_value, repeat(layer.self_key),
                              repeat(layer.self_value)) for layer in self.layers]
         return DecoderCache(self.source_mask, layers, self.length, self.group * group,
-                            self.step_layers, self.step_prepared)
+                            self.step_layers, self.step_prepared, repeat(self.coverage))
 
     def select(self, indices: torch.Tensor, *, same_sources: bool = False) -> DecoderCache:
         """Return the cache rows `indices` (B',), for beam reordering and dropping finished rows.
@@ -155,7 +163,12 @@ class DecoderCache:
                              target_select(layer.self_key), target_select(layer.self_value))
                   for layer in self.layers]
         return DecoderCache(source_select(self.source_mask), layers, self.length, self.group,
-                            self.step_layers, self.step_prepared)
+                            self.step_layers, self.step_prepared, target_select(self.coverage))
+
+    def add_coverage(self, probabilities: torch.Tensor) -> None:
+        """Add one step's last-layer cross-attention (B, H, S), if coverage is tracked."""
+        if self.coverage is not None:
+            self.coverage += probabilities.mean(dim=1)
 
 
 class DecoderLayer(nn.Module):
@@ -331,7 +344,10 @@ class Transformer(nn.Module):
             cache.step_layers, cache.step_prepared = prepare_step(self), True
         if cache.step_layers is not None:
             return decode_step(self, cache.step_layers, target, cache)
-        states, _ = self.decode(target, cache)
+        last = None if cache.coverage is None else self.config.decoder_layers - 1
+        states, attention = self.decode(target, cache, attention_layer=last)
+        if attention is not None:
+            cache.add_coverage(attention[:, :, -1])  # (B, H, S)
         return states[:, -1]
 
     def logits(self, states: torch.Tensor) -> torch.Tensor:

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
-from nmt.model import Transformer
+from nmt.model import DecoderCache, Transformer
 
-__all__ = ["Hypothesis", "beam_search", "greedy_search", "length_penalty", "max_output_lengths"]
+__all__ = ["Hypothesis", "beam_search", "coverage_penalty", "greedy_search", "length_penalty",
+           "max_output_lengths"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,18 @@ class Hypothesis:
 def length_penalty(length: int, alpha: float) -> float:
     """GNMT length penalty ((5 + length) / 6) ** alpha (Wu et al. 2016, section 7)."""
     return ((5.0 + length) / 6.0) ** alpha
+
+
+def coverage_penalty(coverage: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
+    """GNMT coverage penalty Σ_j log(min(c_j, 1)) of each row (Wu et al. 2016, section 7).
+
+    coverage: (N, S) attention each source position received, summed over the output's
+    positions; source_mask: (N, S), True at real source tokens. Returns (N,), at most 0: the
+    more source tokens the output left unattended, the lower.
+    """
+    # The floor keeps a position that got no attention at all finite.
+    logs = coverage.clamp(min=1e-6, max=1.0).log()
+    return torch.where(source_mask, logs, 0.0).sum(dim=-1)
 
 
 def max_output_lengths(source_lengths: torch.Tensor, ratio: float, extra: int,
@@ -119,6 +132,7 @@ def beam_search(
     beam_size: int = 4,
     n_best: int = 1,
     alpha: float = 1.0,
+    beta: float = 0.0,
     max_length_ratio: float = 1.5,
     max_length_extra: int = 10,
     no_repeat_ngram_size: int = 0,
@@ -128,10 +142,17 @@ def beam_search(
 
     All B × K beams are one tensor of rows; row b·K + k is beam k of sentence b. A sentence is
     finished once `beam_size` hypotheses have ended in eos, or at its maximum output length, and its
-    rows then leave the batch. Scores are log-probabilities divided by the GNMT length penalty.
+    rows then leave the batch. Scores are log-probabilities divided by the GNMT length penalty,
+    plus `beta` times the GNMT coverage penalty where `beta` > 0.
+
+    NOTE: the coverage penalty ranks finished hypotheses only; live beams compete on
+    log-probability alone, so `beta` changes which of the found hypotheses comes first, not
+    which are found.
     """
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), not {n_best}")
+    if beta < 0:
+        raise ValueError(f"beta must be at least 0, not {beta}")
     batch, beam = source.size(0), beam_size
     device = source.device
 
@@ -139,6 +160,8 @@ def beam_search(
     max_lengths = max_output_lengths(source_mask.view(batch, -1).sum(-1), max_length_ratio,
                                      max_length_extra, model.config.max_positions, max_length)
     cache = model.start_cache(memory, source_mask).expand(beam)  # B·K target rows
+    if beta > 0:
+        cache.track_coverage(batch * beam)
 
     tokens = torch.full((batch * beam, 1), bos_id, dtype=torch.long, device=device)  # (B·K, 1)
     beam_scores = torch.zeros(batch, beam, device=device)
@@ -170,11 +193,14 @@ def beam_search(
 
         # Candidates ending in eos among the top K become finished hypotheses.
         ended = is_eos[:, :beam].nonzero().tolist()
-        for sentence, rank in ended:
+        coverage = _ended_coverage(cache, ended, origin, beam) if beta > 0 and ended else None
+        for index, (sentence, rank) in enumerate(ended):
             source_row = sentence * beam + int(origin[sentence, rank])
             output = tokens[source_row, 1:].tolist()
             log_prob = float(candidate_scores[sentence, rank])
             score = log_prob / length_penalty(len(output) + 1, alpha)
+            if coverage is not None:
+                score += beta * coverage[index]
             finished[live_ids[sentence]].append(Hypothesis(output, score, log_prob))
 
         # The K best candidates that do not end in eos continue; at most K of 2K end in eos.
@@ -208,3 +234,17 @@ def beam_search(
         hypotheses.sort(key=lambda h: h.score, reverse=True)
         results.append(hypotheses[:n_best])
     return results
+
+
+def _ended_coverage(cache: DecoderCache, ended: list[list[int]], origin: torch.Tensor,
+                    beam: int) -> list[float]:
+    """Return the coverage penalty of each ended candidate [sentence, rank] of this step.
+
+    The cache's coverage already holds this step's attention, the step that chose eos.
+    """
+    sentences = torch.tensor([sentence for sentence, _ in ended], device=origin.device)
+    ranks = torch.tensor([rank for _, rank in ended], device=origin.device)
+    rows = sentences * beam + origin[sentences, ranks]  # the beam each one extends
+    # The cache keeps one source row per sentence (`DecoderCache.expand`).
+    mask = cache.source_mask.view(cache.source_mask.size(0), -1)[sentences]  # (n, S)
+    return coverage_penalty(cache.coverage[rows], mask).tolist()

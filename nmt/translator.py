@@ -83,7 +83,8 @@ class SearchOptions:
     """Decoding settings; a model directory's ``metadata.json`` may set defaults under "search"."""
 
     beam_size: int = 4
-    alpha: float = 1.0
+    alpha: float = 1.0  # GNMT length penalty
+    beta: float = 0.0  # GNMT coverage penalty: 0 turns it off
     max_length_ratio: float = 1.5
     max_length_extra: int = 10
     no_repeat_ngram_size: int = 0
@@ -94,6 +95,8 @@ class SearchOptions:
     max_batch_size: int | None = None
 
     def __post_init__(self) -> None:
+        if self.beta < 0:
+            raise ValueError(f"beta (the coverage penalty) must be at least 0, got {self.beta}")
         if self.max_batch_size is not None and self.max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {self.max_batch_size}")
 
@@ -291,7 +294,7 @@ class Translator:
             found = [[h] for h in greedy_search(self.model, source, **common)]
         else:
             found = beam_search(self.model, source, beam_size=options.beam_size, n_best=n_best,
-                                **common)
+                                beta=options.beta, **common)
         return [[Hypothesis(self._detokenize(h.tokens, unit.spans), h.score) for h in hypotheses]
                 for unit, hypotheses in zip(units, found, strict=True)]
 

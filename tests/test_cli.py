@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -401,12 +402,45 @@ def test_average_stores_alpha(capsys, tiny_model_dir: Path, tmp_path: Path) -> N
     assert Translator.load(out_dir).options.alpha == 1.4
 
 
+@pytest.mark.parametrize("flag", ["--alpha", "--beta"])
 @pytest.mark.parametrize("value", ["-0.5", "nan", "inf", "high"])
-def test_average_rejects_bad_alpha(capsys, value: str) -> None:
+def test_average_rejects_bad_penalties(capsys, flag: str, value: str) -> None:
     with pytest.raises(SystemExit) as error:
-        main(["average", "--run-dir", "run", "--alpha", value, "--out", "out"])
+        main(["average", "--run-dir", "run", flag, value, "--out", "out"])
     assert error.value.code == 2
-    assert "--alpha" in capsys.readouterr().err
+    assert flag in capsys.readouterr().err
+
+
+def test_average_stores_beta(capsys, tiny_model_dir: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run_dir / "model")
+    weights = Translator.load(tiny_model_dir).model.state_dict()
+    save_checkpoint(run_dir / "checkpoints", 1, {"model": weights}, keep=5)
+    out_dir = tmp_path / "averaged"
+    assert main(["average", "--run-dir", str(run_dir), "--last", "1", "--beta", "0.4",
+                 "--out", str(out_dir)]) == 0
+    options = Translator.load(out_dir).options
+    assert (options.beta, options.alpha) == (0.4, Translator.load(tiny_model_dir).options.alpha)
+
+
+def test_translate_penalties_match_translator(monkeypatch, capsys, tiny_model_dir: Path) -> None:
+    lines = ["मैं 202 घर जा रहा हूँ।", "यह किताब बहुत अच्छी है।"]
+    _, captured = run_translate(monkeypatch, capsys, tiny_model_dir, lines, "--beam-size", "2",
+                                "--n-best", "2", "--alpha", "0.5", "--beta", "0.8")
+    translator = Translator.load(tiny_model_dir)
+    translator.options = replace(translator.options, alpha=0.5, beta=0.8)
+    expected = [f"{number} ||| {h.text} ||| {h.score:.4f}"
+                for number, t in enumerate(translator.translate(lines, beam_size=2, n_best=2))
+                for h in t.alternatives]
+    assert captured.out.splitlines() == expected
+
+
+@pytest.mark.parametrize("flag", ["--alpha", "--beta"])
+def test_translate_rejects_negative_penalties(capsys, flag: str) -> None:
+    with pytest.raises(SystemExit) as error:
+        main(["translate", flag, "-1"])
+    assert error.value.code == 2
+    assert f"argument {flag}: must be a finite number of at least 0" in capsys.readouterr().err
 
 
 def test_serve_reports_broken_install(monkeypatch, capsys) -> None:

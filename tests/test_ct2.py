@@ -114,6 +114,21 @@ def test_ct2_translator_beam_n_best(tiny_dir, tmp_path):
         assert result.alternatives[0].score == max(h.score for h in result.alternatives)
 
 
+def test_ct2_translator_passes_the_penalties(tiny_dir, tmp_path):
+    converted = CT2Translator.load(export_ct2(tiny_dir, tmp_path / "ct2"), threads=1)
+    converted.options = replace(converted.options, alpha=0.5, beta=0.4)
+    engine, calls = converted.ct2, []
+
+    class Recorder:
+        def translate_batch(self, sources, **options):
+            calls.append(options)
+            return engine.translate_batch(sources, **options)
+
+    converted.ct2 = Recorder()
+    converted.translate([TOY_PAIRS[0][0]], beam_size=2)
+    assert (calls[0]["length_penalty"], calls[0]["coverage_penalty"]) == (0.5, 0.4)
+
+
 def test_ct2_streams_give_the_same_translations(tiny_dir, tmp_path):
     ct2_dir = export_ct2(tiny_dir, tmp_path / "ct2")
     texts = [hindi for hindi, _ in TOY_PAIRS]

@@ -13,6 +13,7 @@ from nmt.config import ModelConfig
 from nmt.model import Transformer
 from nmt.search import (
     beam_search,
+    coverage_penalty,
     greedy_search,
     length_penalty,
     max_output_lengths,
@@ -275,3 +276,63 @@ def test_beam_wider_than_half_vocabulary() -> None:
     assert len(hypotheses) == 8
     scores = [h.score for h in hypotheses]
     assert scores == sorted(scores, reverse=True)
+
+
+# --- the coverage penalty -------------------------------------------------------------------------
+
+def test_coverage_penalty_values() -> None:
+    coverage = torch.tensor([[0.5, 2.0, 1.0, 0.0], [0.0, 0.25, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    penalty = coverage_penalty(coverage, mask)
+    # Attention above 1 counts as 1; padding counts nothing; no attention at all stays finite.
+    assert penalty[0] == pytest.approx(torch.tensor(0.5).log().item())
+    assert penalty[1] == pytest.approx((torch.tensor(1e-6).log() + torch.tensor(0.25).log()).item())
+
+
+def _teacher_forced_coverage(model: Transformer, source: torch.Tensor,
+                             tokens: list[int]) -> float:
+    """The coverage penalty of output `tokens` for `source` (1, S), by teacher forcing."""
+    memory, source_mask = model.encode(source)
+    cache = model.start_cache(memory, source_mask)
+    target = torch.tensor([[BOS] + tokens])  # the inputs of the steps that emit tokens and eos
+    last = model.config.decoder_layers - 1
+    _, attention = model.decode(target, cache, attention_layer=last)  # (1, H, T, S)
+    coverage = attention.mean(dim=1).sum(dim=1)  # (1, S)
+    return float(coverage_penalty(coverage, source_mask.view(1, -1))[0])
+
+
+@pytest.mark.parametrize("pre_norm", [True, False])  # the flat step, and `decode` for post-norm
+@torch.inference_mode()
+def test_coverage_scores_match_teacher_forcing(sources, pre_norm: bool) -> None:
+    torch.manual_seed(4)
+    config = ModelConfig(vocab_size=VOCAB, d_model=32, n_heads=4, d_ff=64, encoder_layers=2,
+                         decoder_layers=2, dropout=0.0, max_positions=64, tie_embeddings=False,
+                         pre_norm=pre_norm)
+    model = Transformer(config, pad_id=PAD).eval()
+    alpha, beta = 0.6, 0.7
+    results = beam_search(model, sources, bos_id=BOS, eos_id=EOS, beam_size=3, n_best=3,
+                          alpha=alpha, beta=beta)
+    for row, hypotheses in enumerate(results):
+        for hypothesis in hypotheses:
+            penalty = length_penalty(len(hypothesis.tokens) + 1, alpha)
+            coverage = _teacher_forced_coverage(model, unpadded(sources, row), hypothesis.tokens)
+            expected = hypothesis.log_prob / penalty + beta * coverage
+            assert hypothesis.score == pytest.approx(expected, abs=1e-4)
+
+
+def test_coverage_ranks_hypotheses_below_their_plain_score(model, sources) -> None:
+    alpha = 1.0
+    results = beam_search(model, sources, bos_id=BOS, eos_id=EOS, beam_size=4, n_best=4,
+                          alpha=alpha, beta=2.0)
+    for hypotheses in results:
+        scores = [h.score for h in hypotheses]
+        assert scores == sorted(scores, reverse=True)
+        for hypothesis in hypotheses:  # the coverage penalty is at most 0
+            plain = hypothesis.log_prob / length_penalty(len(hypothesis.tokens) + 1, alpha)
+            assert hypothesis.score <= plain + 1e-6
+
+
+def test_negative_beta_raises(model, sources) -> None:
+    with pytest.raises(ValueError, match="beta must be at least 0"):
+        beam_search(model, sources, bos_id=BOS, eos_id=EOS, beta=-0.1)
+

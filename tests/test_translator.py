@@ -6,6 +6,7 @@ around the model: order, batching, splitting, placeholders and text hygiene.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from dataclasses import replace
@@ -108,6 +109,25 @@ def test_streams_rejects_bad_values(tiny_model_dir: Path, value) -> None:
 def test_max_batch_size_below_one_rejected(size: int) -> None:
     with pytest.raises(ValueError, match=f"max_batch_size must be at least 1, got {size}"):
         SearchOptions(max_batch_size=size)
+
+
+def test_negative_beta_rejected() -> None:
+    with pytest.raises(ValueError, match="beta .the coverage penalty. must be at least 0"):
+        SearchOptions(beta=-1.0)
+
+
+def test_beta_comes_from_metadata(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    metadata = json.loads((model_dir / "metadata.json").read_text())
+    metadata["search"] = {**metadata.get("search", {}), "beta": 0.4}
+    (model_dir / "metadata.json").write_text(json.dumps(metadata))
+    translator = Translator.load(model_dir)
+    assert translator.options.beta == 0.4
+    expected = Translator.load(tiny_model_dir)
+    expected.options = replace(expected.options, beta=0.4)
+    assert (translator.translate(NUMBERED, beam_size=2, n_best=2)
+            == expected.translate(NUMBERED, beam_size=2, n_best=2))
 
 
 def test_results_in_input_order(translator: Translator) -> None:

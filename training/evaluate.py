@@ -32,6 +32,7 @@ from typing import Any
 from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.significance import PairedTest
 
+from nmt.cli import add_penalty_arguments, search_penalties
 from nmt.config import MAX_BEAM_SIZE
 
 __all__ = [
@@ -351,6 +352,8 @@ def translate_with_model(
     threads: int | None = None,
     streams: int = 1,
     int8: bool = False,
+    alpha: float | None = None,
+    beta: float | None = None,
 ) -> list[str]:
     """Translate `sources` with the model in `model_dir` using beam search, keeping input order.
 
@@ -359,7 +362,8 @@ def translate_with_model(
     of what users get. Each call takes `CALL_BATCHES` batches of lines, which the translator
     sorts by length into searches of at most `batch_size` sentences, `streams` of them at once
     (`Translator.streams`). With `int8`, the linear layers are quantized first, as by
-    ``nmt translate --int8``.
+    ``nmt translate --int8``. `alpha` and `beta` replace the model's length and coverage
+    penalties where given.
     """
     # Imported here: scoring a file needs no torch.
     from nmt import gemm
@@ -376,7 +380,8 @@ def translate_with_model(
         quantize_translator(translator)
     gemm.set_threads(threads, quantized=int8)
     translator.streams = streams
-    translator.options = replace(translator.options, max_batch_size=batch_size)
+    translator.options = replace(search_penalties(translator.options, alpha, beta),
+                                 max_batch_size=batch_size)
 
     def translate_batch(batch: list[str]) -> list[str]:
         return translate_lines(translator, batch, beam_size=beam_size)
@@ -472,6 +477,8 @@ _OPTION_SCOPE = {
     "threads": ("--threads", ("--model",)),
     "streams": ("--streams", ("--model",)),
     "int8": ("--int8", ("--model",)),
+    "alpha": ("--alpha", ("--model",)),
+    "beta": ("--beta", ("--model",)),
     "timeout": ("--timeout", ("--service",)),
 }
 
@@ -514,6 +521,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         help="sentences per search batch with --model, segments per request with --service "
         f"(default {DEFAULT_BATCH_SIZE})",
     )
+    add_penalty_arguments(parser, " for --model")
     parser.add_argument("--device", help='torch device for --model, e.g. "cuda" (default "cpu")')
     parser.add_argument(
         "--threads", type=int, metavar="N",
@@ -642,6 +650,8 @@ def _produce_hypotheses(args: argparse.Namespace, reference_count: int) -> list[
             threads=args.threads,
             streams=_value_or(args.streams, 1),
             int8=bool(args.int8),
+            alpha=args.alpha,
+            beta=args.beta,
         )
     else:
         hypotheses = translate_with_service(
