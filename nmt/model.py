@@ -113,8 +113,8 @@ class DecoderCache:
     # `nmt.decoder_step`, or None where `decode` runs instead.
     step_layers: list[StepLayer] | None = None
     step_prepared: bool = False
-    # Where search asks for it (`track_coverage`): the last decoder layer's cross-attention
-    # probabilities, averaged over heads and summed over the decoded positions (B, S).
+    # The last decoder layer's cross-attention probabilities, averaged over heads and summed
+    # over the decoded positions (B, S), once search calls `track_coverage`.
     coverage: torch.Tensor | None = None
 
     def track_coverage(self, rows: int) -> None:

@@ -29,9 +29,9 @@ def length_penalty(length: int, alpha: float) -> float:
 def coverage_penalty(coverage: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
     """GNMT coverage penalty Σ_j log(min(c_j, 1)) of each row (Wu et al. 2016, section 7).
 
-    coverage: (N, S) attention each source position received, summed over the output's
-    positions; source_mask: (N, S), True at real source tokens. Returns (N,), at most 0: the
-    more source tokens the output left unattended, the lower.
+    coverage (N, S) is the attention each source position received, summed over the output's
+    positions, and source_mask (N, S) is True at real source tokens. Returns (N,), at most 0,
+    which is lower the more source tokens the output left unattended.
     """
     # The floor keeps a position that got no attention at all finite.
     logs = coverage.clamp(min=1e-6, max=1.0).log()
@@ -145,14 +145,14 @@ def beam_search(
     rows then leave the batch. Scores are log-probabilities divided by the GNMT length penalty,
     plus `beta` times the GNMT coverage penalty where `beta` > 0.
 
-    NOTE: the coverage penalty ranks finished hypotheses only; live beams compete on
+    NOTE: the coverage penalty ranks finished hypotheses only. Live beams compete on
     log-probability alone, so `beta` changes which of the found hypotheses comes first, not
     which are found.
     """
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), not {n_best}")
     if beta < 0:
-        raise ValueError(f"beta must be at least 0, not {beta}")
+        raise ValueError(f"beta must be at least 0, got {beta}")
     batch, beam = source.size(0), beam_size
     device = source.device
 
@@ -240,7 +240,7 @@ def _ended_coverage(cache: DecoderCache, ended: list[list[int]], origin: torch.T
                     beam: int) -> list[float]:
     """Return the coverage penalty of each ended candidate [sentence, rank] of this step.
 
-    The cache's coverage already holds this step's attention, the step that chose eos.
+    The cache's coverage already contains the attention of this step, which chose eos.
     """
     sentences = torch.tensor([sentence for sentence, _ in ended], device=origin.device)
     ranks = torch.tensor([rank for _, rank in ended], device=origin.device)

@@ -333,6 +333,6 @@ def test_coverage_ranks_hypotheses_below_their_plain_score(model, sources) -> No
 
 
 def test_negative_beta_raises(model, sources) -> None:
-    with pytest.raises(ValueError, match="beta must be at least 0"):
+    with pytest.raises(ValueError, match="beta must be at least 0, got -0.1"):
         beam_search(model, sources, bos_id=BOS, eos_id=EOS, beta=-0.1)
 
