@@ -27,7 +27,7 @@ import torch
 from nmt import gemm
 from nmt.config import ModelConfig
 from nmt.model import Transformer
-from nmt.model_dir import METADATA, TOKENIZER, load_model_dir
+from nmt.model_dir import METADATA, TOKENIZER, load_model_dir, read_metadata
 from nmt.search import max_output_lengths
 from nmt.tokenizer import Tokenizer
 from nmt.translator import Hypothesis, SearchOptions, Translator
@@ -261,7 +261,7 @@ class CT2Translator(Translator):
         if not metadata_path.is_file() or not (model_dir / TOKENIZER).is_file():
             raise FileNotFoundError(f"{model_dir} is not a model exported by `nmt export-ct2`: "
                                     f"it needs {METADATA} and {TOKENIZER}")
-        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+        metadata = read_metadata(metadata_path)
         if METADATA_KEY not in metadata:
             raise ValueError(f"{metadata_path} has no {METADATA_KEY!r} entry; export the model "
                              f"with `nmt export-ct2`")

@@ -20,7 +20,7 @@ from nmt.model import Transformer
 from nmt.tokenizer import Tokenizer
 
 __all__ = ["WEIGHTS", "CONFIG", "TOKENIZER", "METADATA", "CT2_FILES", "check_model_dir",
-           "engine_mismatch", "load_model_dir", "save_model_dir"]
+           "engine_mismatch", "load_model_dir", "read_metadata", "save_model_dir"]
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -85,6 +85,17 @@ def engine_mismatch(model_dir: Path, engine: str) -> str | None:
     return None
 
 
+def read_metadata(path: Path) -> dict[str, Any]:
+    """Read a metadata.json file. Raise ValueError, naming `path`, unless it is a JSON object."""
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid UTF-8 JSON: {error}") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path} must contain a JSON object, got {type(metadata).__name__}")
+    return metadata
+
+
 def load_model_dir(model_dir: Path, device: str = "cpu"
                    ) -> tuple[Transformer, Tokenizer, dict[str, Any]]:
     """Load the model (in fp32, eval mode), tokenizer and metadata of a model directory."""
@@ -98,7 +109,7 @@ def load_model_dir(model_dir: Path, device: str = "cpu"
                          f"{config.vocab_size}")
     metadata = {}
     if (model_dir / METADATA).is_file():
-        metadata = json.loads((model_dir / METADATA).read_text(encoding="utf-8"))
+        metadata = read_metadata(model_dir / METADATA)
 
     model = Transformer(config, pad_id=tokenizer.pad_id)
     state = {name: tensor.float() for name, tensor in load_file(str(model_dir / WEIGHTS)).items()}

@@ -29,7 +29,7 @@ import torch
 from nmt import gemm
 from nmt.config import MAX_BEAM_SIZE
 from nmt.devices import check_torch_device
-from nmt.model_dir import load_model_dir
+from nmt.model_dir import METADATA, load_model_dir
 from nmt.normalize import normalize_input
 from nmt.protect import MAX_PLACEHOLDERS, find_spans, placeholder, protect, restore
 from nmt.quality import (
@@ -95,16 +95,46 @@ class SearchOptions:
     max_batch_size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.beta < 0:
-            raise ValueError(f"beta (the coverage penalty) must be at least 0, got {self.beta}")
-        if self.max_batch_size is not None and self.max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be at least 1, got {self.max_batch_size}")
+        for name in ("alpha", "beta", "max_length_ratio"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 <= value < float("inf"):
+                raise ValueError(f"{name} must be a finite number of at least 0, got {value!r}")
+        minimums = {"beam_size": 1, "max_length_extra": 0, "no_repeat_ngram_size": 0,
+                    "max_batch_tokens": 1}
+        for name, minimum in minimums.items():
+            value = getattr(self, name)
+            if not _is_whole_number(value) or value < minimum:
+                raise ValueError(f"{name} must be a whole number of at least {minimum}, "
+                                 f"got {value!r}")
+        if self.max_batch_size is not None and (not _is_whole_number(self.max_batch_size)
+                                                or self.max_batch_size < 1):
+            raise ValueError(f"max_batch_size must be at least 1, got {self.max_batch_size!r}")
 
     @classmethod
-    def from_metadata(cls, metadata: dict[str, Any]) -> SearchOptions:
+    def from_metadata(cls, metadata: dict[str, Any],
+                      source: str = "metadata.json") -> SearchOptions:
+        """Read the "search" section of a model directory's metadata.json.
+
+        Raises ValueError, naming `source` and the setting, when a value has the wrong type or
+        range.
+        """
+        search = metadata.get("search", {})
+        if not isinstance(search, dict):
+            raise ValueError(f'{source}: "search" must be an object, got {search!r}')
         known = {field.name for field in fields(cls)}
-        values = {key: value for key, value in metadata.get("search", {}).items() if key in known}
-        return cls(**values)
+        values = {key: value for key, value in search.items() if key in known}
+        try:
+            return cls(**values)
+        except ValueError as error:
+            raise ValueError(f'{source}: invalid "search" setting: {error}') from None
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_whole_number(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass
@@ -129,7 +159,7 @@ class Translator:
         self.tokenizer = tokenizer
         self.metadata = metadata
         self.model_dir = model_dir
-        self.options = SearchOptions.from_metadata(metadata)
+        self.options = SearchOptions.from_metadata(metadata, str(Path(model_dir) / METADATA))
         self.streams = 1
         # The source gets an eos token, so one position less than the model has.
         self.max_source_tokens = model.config.max_positions - 1

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nmt.model_dir import CT2_FILES, engine_mismatch
+from nmt.model_dir import CT2_FILES, METADATA, engine_mismatch, read_metadata
 from service import engines
 from service.metrics import MULTIPROCESS_DIR_VARIABLE, multiprocess_mode
 from service.settings import Settings
@@ -296,6 +296,22 @@ def _check_model_dir(model_dir: Path, engine: str) -> str | None:
             f"model directory {model_dir} is missing {', '.join(missing)}; "
             f"pass --model DIR or set NMT_MODEL_DIR"
         )
+    return _check_search_settings(model_dir / METADATA)
+
+
+def _check_search_settings(path: Path) -> str | None:
+    """Return why the search settings in metadata file `path` are invalid, or None.
+
+    The workers read them only after the server has started, so a mistake is caught here.
+    """
+    if not path.is_file():
+        return None  # the search defaults apply
+    from nmt.translator import SearchOptions  # imports torch, which serving needs anyway
+
+    try:
+        SearchOptions.from_metadata(read_metadata(path), str(path))
+    except ValueError as error:
+        return str(error)
     return None
 
 

@@ -58,6 +58,25 @@ def test_translate_one_line_per_line(monkeypatch, capsys, tiny_model_dir: Path,
             assert number in output, (line, output)
 
 
+@pytest.mark.parametrize(("metadata", "message"), [
+    ('{"search": {"alpha": "high"}}',
+     'invalid "search" setting: alpha must be a finite number of at least 0, got \'high\''),
+    ('{"search": {"beam_size": 0}}',
+     'invalid "search" setting: beam_size must be a whole number of at least 1, got 0'),
+    ("not json", "is not valid UTF-8 JSON"),
+])
+def test_translate_invalid_metadata_exits_2(monkeypatch, capsys, tiny_model_dir: Path,
+                                            tmp_path: Path, metadata: str, message: str) -> None:
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    (model_dir / "metadata.json").write_text(metadata)
+    status, captured = run_translate(monkeypatch, capsys, model_dir, ["नमस्ते।"])
+    assert status == 2
+    assert f"{model_dir / 'metadata.json'}" in captured.err
+    assert message in captured.err
+    assert captured.out == ""
+
+
 def test_translate_matches_translator(monkeypatch, capsys, tiny_model_dir: Path) -> None:
     lines = ["मैं 202 घर जा रहा हूँ।", "यह किताब बहुत अच्छी है।"]
     _, captured = run_translate(monkeypatch, capsys, tiny_model_dir, lines, "--beam-size", "2")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 
 import pytest
@@ -82,6 +83,22 @@ def test_serve_incomplete_model_exit_2(tmp_path, caplog: pytest.LogCaptureFixtur
     (tmp_path / "config.json").write_text("{}")
     assert run_serve(_serve_args("--model", str(tmp_path))) == EXIT_USAGE
     assert "is missing model.safetensors, tokenizer.model, metadata.json" in caplog.text
+
+
+@pytest.mark.parametrize(("metadata", "message"), [
+    ('{"search": {"beta": -0.5}}',
+     'invalid "search" setting: beta must be a finite number of at least 0, got -0.5'),
+    ('{"search": ', "is not valid UTF-8 JSON: Expecting value"),
+    ("[4]", "must contain a JSON object, got list"),
+])
+def test_serve_invalid_metadata_exit_2(tiny_model_dir, tmp_path, metadata: str, message: str,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    (model_dir / "metadata.json").write_text(metadata)
+    assert run_serve(_serve_args("--model", str(model_dir))) == EXIT_USAGE
+    assert f"{model_dir / 'metadata.json'}" in caplog.text
+    assert message in caplog.text
 
 
 def test_serve_invalid_port_exit_2(tiny_model_dir) -> None:

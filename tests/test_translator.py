@@ -111,9 +111,27 @@ def test_max_batch_size_below_one_rejected(size: int) -> None:
         SearchOptions(max_batch_size=size)
 
 
-def test_negative_beta_rejected() -> None:
-    with pytest.raises(ValueError, match="beta .the coverage penalty. must be at least 0"):
-        SearchOptions(beta=-1.0)
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"beta": -1.0}, "beta must be a finite number of at least 0, got -1.0"),
+    ({"alpha": "x"}, "alpha must be a finite number of at least 0, got 'x'"),
+    ({"alpha": float("nan")}, "alpha must be a finite number of at least 0, got nan"),
+    ({"max_length_ratio": True}, "max_length_ratio must be a finite number"),
+    ({"beam_size": 2.5}, "beam_size must be a whole number of at least 1, got 2.5"),
+    ({"no_repeat_ngram_size": -1}, "no_repeat_ngram_size must be a whole number of at least 0"),
+    ({"max_length_extra": "10"}, "max_length_extra must be a whole number of at least 0"),
+    ({"max_batch_tokens": 0}, "max_batch_tokens must be a whole number of at least 1, got 0"),
+])
+def test_invalid_search_settings_rejected(setting: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SearchOptions(**setting)
+    with pytest.raises(ValueError, match=re.escape(f'metadata.json: invalid "search" setting: '
+                                                   f"{message}")):
+        SearchOptions.from_metadata({"search": setting})
+
+
+def test_search_section_must_be_an_object() -> None:
+    with pytest.raises(ValueError, match='"search" must be an object, got'):
+        SearchOptions.from_metadata({"search": [4]})
 
 
 def test_beta_comes_from_metadata(tiny_model_dir: Path, tmp_path: Path) -> None:
