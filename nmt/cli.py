@@ -221,18 +221,23 @@ def _average(args: argparse.Namespace) -> int:
 
     from nmt.model import Transformer
     from nmt.model_dir import load_model_dir, save_model_dir
+    from nmt.translator import SearchOptions
     from training.checkpoints import average_checkpoints, list_checkpoints
 
     run_dir = Path(args.run_dir)
     model, tokenizer, metadata = load_model_dir(run_dir / "model")
+    for name in ("alpha", "beta"):
+        if getattr(args, name) is not None:
+            metadata["search"] = {**metadata.get("search", {}), name: getattr(args, name)}
+    # The copied search settings are checked before the work, so the output always loads.
+    SearchOptions.from_metadata(metadata, f"{run_dir / 'model' / 'metadata.json'} (with the "
+                                          "options given)")
+
     paths = list_checkpoints(run_dir / "checkpoints")[-args.last:]
     averaged = Transformer(model.config, pad_id=tokenizer.pad_id)
     averaged.load_state_dict(average_checkpoints(paths))
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     metadata = {**metadata, "weights": f"average of {len(paths)} checkpoints"}
-    for name in ("alpha", "beta"):
-        if getattr(args, name) is not None:
-            metadata["search"] = {**metadata.get("search", {}), name: getattr(args, name)}
     save_model_dir(Path(args.out), averaged, run_dir / "model" / "tokenizer.model", metadata,
                    dtype=dtype)
     print(args.out)

@@ -202,7 +202,8 @@ def export_ct2(model_dir: Path, out_dir: Path, *, quantization: str | None = Non
     shutil.copyfile(model_dir / TOKENIZER, out_dir / TOKENIZER)
     metadata = {**metadata, METADATA_KEY: {"model_config": model.config.to_dict(),
                                            "quantization": quantization or "float32",
-                                           "source_model": model_dir.name}}
+                                           "source_model": model_dir.name,
+                                           "coverage_heads": model.config.n_heads}}
     (out_dir / METADATA).write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n",
                                     encoding="utf-8")
     logger.info("exported %s to CTranslate2 model %s (%s)", model_dir, out_dir,
@@ -243,6 +244,10 @@ class CT2Translator(Translator):
         self.ct2 = ct2_translator
         self.pieces = [tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size)]
         self.piece_ids = {piece: i for i, piece in enumerate(self.pieces)}
+        # Exports written before the coverage penalty was supported record no head count, and
+        # CTranslate2 computes their penalty from the first head of the last layer only.
+        self.coverage_heads = metadata[METADATA_KEY].get("coverage_heads")
+        self._warned_coverage_heads = False
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu", *, compute_type: str = "default",
@@ -298,12 +303,20 @@ class CT2Translator(Translator):
         limits = max_output_lengths(source_lengths, options.max_length_ratio,
                                     options.max_length_extra, self.model.config.max_positions,
                                     max_length).tolist()
+        # NOTE: CTranslate2 4.8.5 crashes (SIGSEGV) on a coverage penalty at beam size 1 with
+        # return_scores, so greedy search gets none, as in `nmt.search`.
+        beta = options.beta if options.beam_size > 1 else 0.0
+        if beta > 0 and self.coverage_heads is None and not self._warned_coverage_heads:
+            logger.warning("%s was exported without the coverage head count, so CTranslate2's "
+                           "coverage penalty reads one attention head, not the mean of all; "
+                           "export it again with `nmt export-ct2`", self.model_dir)
+            self._warned_coverage_heads = True
         results = self.ct2.translate_batch(
             sources,
             beam_size=options.beam_size,
             num_hypotheses=n_best,
             length_penalty=options.alpha,
-            coverage_penalty=options.beta,
+            coverage_penalty=beta,
             no_repeat_ngram_size=options.no_repeat_ngram_size,
             max_decoding_length=max(1, max(limits) - 1),
             max_input_length=0,

@@ -454,6 +454,18 @@ def test_translate_penalties_match_translator(monkeypatch, capsys, tiny_model_di
     assert captured.out.splitlines() == expected
 
 
+def test_average_rejects_invalid_run_metadata(capsys, tiny_model_dir: Path,
+                                              tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run_dir / "model")
+    (run_dir / "model" / "metadata.json").write_text('{"search": {"beta": -1}}')
+    out_dir = tmp_path / "averaged"
+    status = main(["average", "--run-dir", str(run_dir), "--out", str(out_dir)])
+    assert status == 2
+    assert 'invalid "search" setting: beta must be a finite number' in capsys.readouterr().err
+    assert not out_dir.exists()
+
+
 @pytest.mark.parametrize("flag", ["--alpha", "--beta"])
 def test_translate_rejects_negative_penalties(capsys, flag: str) -> None:
     with pytest.raises(SystemExit) as error:

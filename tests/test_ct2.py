@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import threading
 from dataclasses import replace
@@ -127,6 +128,31 @@ def test_ct2_translator_passes_the_penalties(tiny_dir, tmp_path):
     converted.ct2 = Recorder()
     converted.translate([TOY_PAIRS[0][0]], beam_size=2)
     assert (calls[0]["length_penalty"], calls[0]["coverage_penalty"]) == (0.5, 0.4)
+    # Greedy search gets no coverage penalty, which CTranslate2 4.8.5 would crash on.
+    converted.translate([TOY_PAIRS[0][0]], beam_size=1)
+    assert (calls[-1]["beam_size"], calls[-1]["coverage_penalty"]) == (1, 0.0)
+
+
+def test_ct2_greedy_search_ignores_beta(tiny_dir, tmp_path):
+    converted = CT2Translator.load(export_ct2(tiny_dir, tmp_path / "ct2"), threads=1)
+    texts = [hindi for hindi, _ in TOY_PAIRS]
+    expected = converted.translate(texts, beam_size=1)
+    converted.options = replace(converted.options, beta=0.4)
+    assert converted.translate(texts, beam_size=1) == expected
+
+
+def test_ct2_old_export_warns_about_coverage_heads(tiny_dir, tmp_path, caplog):
+    ct2_dir = export_ct2(tiny_dir, tmp_path / "ct2")
+    metadata = json.loads((ct2_dir / "metadata.json").read_text())
+    del metadata["ctranslate2"]["coverage_heads"]
+    (ct2_dir / "metadata.json").write_text(json.dumps(metadata))
+    converted = CT2Translator.load(ct2_dir, threads=1)
+    converted.translate([TOY_PAIRS[0][0]], beam_size=2)
+    assert "coverage head count" not in caplog.text  # β is 0
+    converted.options = replace(converted.options, beta=0.4)
+    converted.translate([TOY_PAIRS[0][0]], beam_size=2)
+    converted.translate([TOY_PAIRS[1][0]], beam_size=2)
+    assert caplog.text.count("exported without the coverage head count") == 1
 
 
 def test_ct2_streams_give_the_same_translations(tiny_dir, tmp_path):
