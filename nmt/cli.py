@@ -229,7 +229,7 @@ def _average(args: argparse.Namespace) -> int:
     for name in ("alpha", "beta"):
         if getattr(args, name) is not None:
             metadata["search"] = {**metadata.get("search", {}), name: getattr(args, name)}
-    # The copied search settings are checked before the work, so the output always loads.
+    # A bad search setting stops the command here, before it averages or writes anything.
     SearchOptions.from_metadata(metadata, f"{run_dir / 'model' / 'metadata.json'} (with the "
                                           "options given)")
 
