@@ -263,6 +263,38 @@ def test_two_process_training(tmp_path: Path) -> None:
     assert (run_dir / "model" / "model.safetensors").is_file()
 
 
+def test_gpu_train_script_writes_a_model(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    (data_dir / "eval").mkdir(parents=True)
+    for side in ("hi", "en"):
+        (data_dir / f"iitb-300.{side}").write_bytes((FIXTURES / f"iitb-300.{side}").read_bytes())
+        dev = (FIXTURES / f"iitb-dev-50.{side}").read_text(encoding="utf-8").splitlines()[:8]
+        (data_dir / "eval" / f"iitb-dev.{side}").write_text("\n".join(dev) + "\n",
+                                                            encoding="utf-8")
+    values = tiny_config(tmp_path / "unused", "script", optim={"max_steps": 6, "warmup_steps": 3},
+                         eval={"every_steps": 3, "checkpoint_every_steps": 3})
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(values), encoding="utf-8")
+    out_dir = tmp_path / "out"
+    env = {**os.environ, "PYTHON": sys.executable, "SPLIT_MB": "1"}
+
+    result = subprocess.run(["bash", "scripts/gpu-train.sh", str(data_dir), str(out_dir),
+                             str(tmp_path / "tiny.yaml")],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = json.loads((out_dir / "dev.json").read_text(encoding="utf-8"))
+    assert scores["segments"] == 8
+    assert "step 6 loss" in (out_dir / "train.log").read_text(encoding="utf-8")
+    model_dir = out_dir / "model"
+    assert json.loads((model_dir / "metadata.json").read_text())["search"]["alpha"] == 1.4
+    parts = sorted(model_dir.glob("model.safetensors.part-*"))
+    assert [part.name for part in parts] == ["model.safetensors.part-aa"]
+    assert not (model_dir / "model.safetensors").exists()
+    weights = tmp_path / "joined.safetensors"
+    weights.write_bytes(b"".join(part.read_bytes() for part in parts))
+    assert all(tensor.dtype == torch.float16 for tensor in load_file(str(weights)).values())
+
+
 # --- configuration ------------------------------------------------------------------------------
 
 
