@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from nmt.config import MAX_BEAM_SIZE
+from nmt.config import MAX_BEAM_SIZE, MAX_PENALTIES
 
 __all__ = ["main"]
 
@@ -52,6 +52,20 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def penalty_value(name: str):
+    """Return an argparse type for the search penalty `name` ("alpha" or "beta"): a number
+    from 0 to its maximum in `MAX_PENALTIES`."""
+    maximum = MAX_PENALTIES[name]
+
+    def parse(text: str) -> float:
+        value = non_negative_float(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:g}, got {value:g}")
+        return value
+
+    return parse
+
+
 def search_penalties(options, alpha: float | None, beta: float | None):
     """Return the `SearchOptions` `options` with the length penalty `alpha` and the coverage
     penalty `beta` where given."""
@@ -64,10 +78,10 @@ def search_penalties(options, alpha: float | None, beta: float | None):
 
 def add_penalty_arguments(parser: argparse.ArgumentParser, scope: str = "") -> None:
     """Add --alpha and --beta, which override the model's search penalties."""
-    parser.add_argument("--alpha", type=non_negative_float, default=None,
+    parser.add_argument("--alpha", type=penalty_value("alpha"), default=None,
                         help=f"GNMT length penalty α{scope} (default: the model's, 1.4 for "
                              "the released model)")
-    parser.add_argument("--beta", type=non_negative_float, default=None,
+    parser.add_argument("--beta", type=penalty_value("beta"), default=None,
                         help=f"GNMT coverage penalty β{scope}, which favours translations that "
                              "attend to every source token; 0 turns it off (default: the "
                              "model's, 0 for the released model)")
@@ -226,12 +240,17 @@ def _average(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     model, tokenizer, metadata = load_model_dir(run_dir / "model")
-    for name in ("alpha", "beta"):
-        if getattr(args, name) is not None:
-            metadata["search"] = {**metadata.get("search", {}), name: getattr(args, name)}
     # A bad search setting stops the command here, before it averages or writes anything.
-    SearchOptions.from_metadata(metadata, f"{run_dir / 'model' / 'metadata.json'} (with the "
-                                          "options given)")
+    source = str(run_dir / "model" / "metadata.json")
+    changes = {name: getattr(args, name) for name in ("alpha", "beta")
+               if getattr(args, name) is not None}
+    if changes:
+        search = metadata.get("search", {})
+        if not isinstance(search, dict):
+            raise ValueError(f'{source}: "search" must be an object, got {search!r}')
+        metadata["search"] = {**search, **changes}
+        source += " with " + " and ".join(f"--{name} {value:g}" for name, value in changes.items())
+    SearchOptions.from_metadata(metadata, source)
 
     paths = list_checkpoints(run_dir / "checkpoints")[-args.last:]
     averaged = Transformer(model.config, pad_id=tokenizer.pad_id)
@@ -329,10 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     avg.add_argument("--last", type=positive_int, default=5,
                      help="checkpoints to average (default: 5)")
     avg.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
-    avg.add_argument("--alpha", type=non_negative_float, default=None,
+    avg.add_argument("--alpha", type=penalty_value("alpha"), default=None,
                      help="length penalty α to store as the model's search default "
                           "(default: the run's)")
-    avg.add_argument("--beta", type=non_negative_float, default=None,
+    avg.add_argument("--beta", type=penalty_value("beta"), default=None,
                      help="coverage penalty β to store as the model's search default, 0 for "
                           "none (default: the run's)")
     avg.add_argument("--out", required=True, help="output model directory")

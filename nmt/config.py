@@ -9,12 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MAX_BEAM_SIZE", "ModelConfig"]
+__all__ = ["MAX_BEAM_SIZE", "MAX_PENALTIES", "ModelConfig"]
 
 
 # Wider beams do not improve translations, and memory grows with the beam: a beam of 100000
 # filled 22 GB before the process was killed.
 MAX_BEAM_SIZE = 64
+
+# Upper limits of the search penalties: GNMT's length penalty α and coverage penalty β. Far
+# above any useful value, they keep ((5 + length) / 6) ** α and the scores within float range.
+MAX_PENALTIES = {"alpha": 10.0, "beta": 100.0}
 
 
 @dataclass(frozen=True)

@@ -267,9 +267,10 @@ class CT2Translator(Translator):
             raise FileNotFoundError(f"{model_dir} is not a model exported by `nmt export-ct2`: "
                                     f"it needs {METADATA} and {TOKENIZER}")
         metadata = read_metadata(metadata_path)
-        if METADATA_KEY not in metadata:
-            raise ValueError(f"{metadata_path} has no {METADATA_KEY!r} entry; export the model "
-                             f"with `nmt export-ct2`")
+        entry = metadata.get(METADATA_KEY)
+        if not isinstance(entry, dict) or not isinstance(entry.get("model_config"), dict):
+            raise ValueError(f"{metadata_path} has no {METADATA_KEY!r} entry with a model_config; "
+                             "export the model with `nmt export-ct2`")
         config = ModelConfig.from_dict(metadata[METADATA_KEY]["model_config"])
         tokenizer = Tokenizer.from_file(model_dir / TOKENIZER)
         # Creating the engine set the calling thread's torch count to intra_threads (CTranslate2

@@ -89,7 +89,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
     """Read a metadata.json file. Raise ValueError, naming `path`, unless it is a JSON object."""
     try:
         metadata = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # decoding and parsing errors, deep nesting
         raise ValueError(f"{path} is not valid UTF-8 JSON: {error}") from None
     if not isinstance(metadata, dict):
         raise ValueError(f"{path} must contain a JSON object, got {type(metadata).__name__}")

@@ -44,9 +44,10 @@ def max_output_lengths(source_lengths: torch.Tensor, ratio: float, extra: int,
 
     The result never exceeds `cap` nor `max_positions - 1`, because position 0 is the bos token.
     """
-    limit = (source_lengths.float() * ratio).long() + extra
     upper = max_positions - 1 if cap is None else min(cap, max_positions - 1)
-    return limit.clamp(min=1, max=upper)
+    # Clamped as floats, so that a huge ratio or extra cannot overflow the integer conversion.
+    limit = (source_lengths.double() * ratio).floor() + extra
+    return limit.clamp(min=1, max=upper).long()
 
 
 def _ban_repeated_ngrams(prefixes: torch.Tensor, log_probs: torch.Tensor, size: int) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from nmt import gemm
-from nmt.config import MAX_BEAM_SIZE
+from nmt.config import MAX_BEAM_SIZE, MAX_PENALTIES
 from nmt.devices import check_torch_device
 from nmt.model_dir import METADATA, load_model_dir
 from nmt.normalize import normalize_input
@@ -99,6 +99,9 @@ class SearchOptions:
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value < float("inf"):
                 raise ValueError(f"{name} must be a finite number of at least 0, got {value!r}")
+            maximum = MAX_PENALTIES.get(name)
+            if maximum is not None and value > maximum:
+                raise ValueError(f"{name} must be at most {maximum}, got {value!r}")
         minimums = {"beam_size": 1, "max_length_extra": 0, "no_repeat_ngram_size": 0,
                     "max_batch_tokens": 1}
         for name, minimum in minimums.items():
@@ -106,6 +109,9 @@ class SearchOptions:
             if not _is_whole_number(value) or value < minimum:
                 raise ValueError(f"{name} must be a whole number of at least {minimum}, "
                                  f"got {value!r}")
+        if self.beam_size > MAX_BEAM_SIZE:
+            raise ValueError(f"beam_size must be between 1 and {MAX_BEAM_SIZE}, "
+                             f"got {self.beam_size}")
         if self.max_batch_size is not None and (not _is_whole_number(self.max_batch_size)
                                                 or self.max_batch_size < 1):
             raise ValueError(f"max_batch_size must be at least 1, got {self.max_batch_size!r}")
@@ -122,9 +128,12 @@ class SearchOptions:
         if not isinstance(search, dict):
             raise ValueError(f'{source}: "search" must be an object, got {search!r}')
         known = {field.name for field in fields(cls)}
-        values = {key: value for key, value in search.items() if key in known}
+        unknown = sorted(set(search) - known)
+        if unknown:
+            raise ValueError(f'{source}: unknown "search" settings {", ".join(unknown)}; '
+                             f'allowed: {", ".join(sorted(known))}')
         try:
-            return cls(**values)
+            return cls(**search)
         except ValueError as error:
             raise ValueError(f'{source}: invalid "search" setting: {error}') from None
 
@@ -221,10 +230,8 @@ class Translator:
         without Devanagari letters comes back normalized but untranslated. `max_length` caps the
         output of each piece at that many tokens, not counting eos.
         """
+        # SearchOptions checks the beam size.
         options = self.options if beam_size is None else replace(self.options, beam_size=beam_size)
-        if not 1 <= options.beam_size <= MAX_BEAM_SIZE:
-            raise ValueError(f"beam_size must be between 1 and {MAX_BEAM_SIZE}, "
-                             f"got {options.beam_size}")
         if not 1 <= n_best <= options.beam_size:
             raise ValueError(f"n_best must be between 1 and the beam size ({options.beam_size})")
 

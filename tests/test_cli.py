@@ -64,6 +64,8 @@ def test_translate_one_line_per_line(monkeypatch, capsys, tiny_model_dir: Path,
     ('{"search": {"beam_size": 0}}',
      'invalid "search" setting: beam_size must be a whole number of at least 1, got 0'),
     ("not json", "is not valid UTF-8 JSON"),
+    ('{"search": {"alpha": ' + "9" * 5000 + "}}", "is not valid UTF-8 JSON"),
+    ("[" * 100_000, "is not valid UTF-8 JSON"),
 ])
 def test_translate_invalid_metadata_exits_2(monkeypatch, capsys, tiny_model_dir: Path,
                                             tmp_path: Path, metadata: str, message: str) -> None:
@@ -464,6 +466,29 @@ def test_average_rejects_invalid_run_metadata(capsys, tiny_model_dir: Path,
     assert status == 2
     assert 'invalid "search" setting: beta must be a finite number' in capsys.readouterr().err
     assert not out_dir.exists()
+
+
+@pytest.mark.parametrize("search", ["null", "[1]"])
+def test_average_rejects_search_that_is_not_an_object(capsys, tiny_model_dir: Path,
+                                                      tmp_path: Path, search: str) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run_dir / "model")
+    (run_dir / "model" / "metadata.json").write_text(f'{{"search": {search}}}')
+    status = main(["average", "--run-dir", str(run_dir), "--alpha", "1.4",
+                   "--out", str(tmp_path / "averaged")])
+    assert status == 2
+    assert '"search" must be an object, got' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--alpha", "10.5", "must be at most 10, got 10.5"),
+    ("--beta", "1e300", "must be at most 100, got 1e+300"),
+])
+def test_translate_rejects_huge_penalties(capsys, flag: str, value: str, message: str) -> None:
+    with pytest.raises(SystemExit) as error:
+        main(["translate", flag, value])
+    assert error.value.code == 2
+    assert f"argument {flag}: {message}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag", ["--alpha", "--beta"])

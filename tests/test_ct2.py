@@ -252,6 +252,17 @@ def test_export_rejects_unknown_quantization(tiny_dir, tmp_path):
         export_ct2(tiny_dir, tmp_path / "ct2", quantization="int3")
 
 
+@pytest.mark.parametrize("entry", ['"x"', "{}", '{"model_config": 3}'])
+def test_load_rejects_broken_export_entry(tiny_dir, tmp_path, entry):
+    ct2_dir = export_ct2(tiny_dir, tmp_path / "ct2")
+    metadata = (ct2_dir / "metadata.json").read_text()
+    (ct2_dir / "metadata.json").write_text(
+        re.sub(r'"ctranslate2": \{.*\}\s*\}\s*$', f'"ctranslate2": {entry}}}', metadata,
+               flags=re.DOTALL))
+    with pytest.raises(ValueError, match="has no 'ctranslate2' entry with a model_config"):
+        CT2Translator.load(ct2_dir)
+
+
 def test_load_rejects_plain_model_dir(tiny_dir):
     with pytest.raises((FileNotFoundError, ValueError)):
         CT2Translator.load(tiny_dir)

@@ -129,6 +129,12 @@ def test_length_penalty_values() -> None:
     assert length_penalty(7, 0.5) == pytest.approx(2.0 ** 0.5)
 
 
+def test_max_output_lengths_of_huge_settings_stay_capped() -> None:
+    lengths = torch.tensor([3, 40])
+    for ratio, extra in ((1e20, 10), (1e308, 0), (1.5, 10**19)):
+        assert max_output_lengths(lengths, ratio, extra, 64).tolist() == [63, 63]
+
+
 @pytest.mark.parametrize(
     ("ratio", "extra", "max_positions", "cap", "expected"),
     [

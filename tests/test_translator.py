@@ -120,6 +120,9 @@ def test_max_batch_size_below_one_rejected(size: int) -> None:
     ({"no_repeat_ngram_size": -1}, "no_repeat_ngram_size must be a whole number of at least 0"),
     ({"max_length_extra": "10"}, "max_length_extra must be a whole number of at least 0"),
     ({"max_batch_tokens": 0}, "max_batch_tokens must be a whole number of at least 1, got 0"),
+    ({"beam_size": 65}, "beam_size must be between 1 and 64, got 65"),
+    ({"alpha": 10.5}, "alpha must be at most 10.0, got 10.5"),
+    ({"beta": 1e300}, "beta must be at most 100.0, got 1e+300"),
 ])
 def test_invalid_search_settings_rejected(setting: dict, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -127,6 +130,11 @@ def test_invalid_search_settings_rejected(setting: dict, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(f'metadata.json: invalid "search" setting: '
                                                    f"{message}")):
         SearchOptions.from_metadata({"search": setting})
+
+
+def test_unknown_search_settings_rejected() -> None:
+    with pytest.raises(ValueError, match='unknown "search" settings bata, beam; allowed: alpha, '):
+        SearchOptions.from_metadata({"search": {"bata": 0.4, "beam": 2}})
 
 
 def test_search_section_must_be_an_object() -> None:
