@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import json
 import logging
 import os
 import sys
@@ -225,7 +224,7 @@ def _load_ct2_translator(args: argparse.Namespace):
     try:
         return CT2Translator.load(model, compute_type="int8" if args.int8 else "default",
                                   threads=threads, streams=args.streams)
-    except (RuntimeError, KeyError, json.JSONDecodeError) as error:
+    except (RuntimeError, KeyError) as error:  # metadata.json errors name the file already
         raise ValueError(f"{model} is not a usable `nmt export-ct2` folder ({error!r}); "
                          "export it again") from error
 

@@ -106,13 +106,13 @@ class SearchOptions:
                     "max_batch_tokens": 1}
         for name, minimum in minimums.items():
             value = getattr(self, name)
-            if not _is_whole_number(value) or value < minimum:
+            if gemm.whole_number(value) is None or value < minimum:
                 raise ValueError(f"{name} must be a whole number of at least {minimum}, "
                                  f"got {value!r}")
         if self.beam_size > MAX_BEAM_SIZE:
             raise ValueError(f"beam_size must be between 1 and {MAX_BEAM_SIZE}, "
                              f"got {self.beam_size}")
-        if self.max_batch_size is not None and (not _is_whole_number(self.max_batch_size)
+        if self.max_batch_size is not None and (gemm.whole_number(self.max_batch_size) is None
                                                 or self.max_batch_size < 1):
             raise ValueError(f"max_batch_size must be at least 1, got {self.max_batch_size!r}")
 
@@ -140,10 +140,6 @@ class SearchOptions:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_whole_number(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass

@@ -6,20 +6,19 @@
 #
 # DATA_DIR contains the training sources under train/ and the evaluation sets under eval/, as for
 # `nmt train`. CONFIG defaults to configs/gpu-10min.yaml. OUT_DIR receives:
-#   train.log      the training log (loss, steps/s, dev BLEU at each validation)
+#   train.log      the training log (loss, target tokens/s, dev BLEU at each validation)
 #   model/         fp16 average of the run's last checkpoints (the config's eval.average_last),
 #                  with the release's search α = 1.4
 #   dev.json       BLEU, chrF2 and chrF++ of model/ on IITB dev, beam 4 (nmt evaluate --json)
 # With SPLIT_MB=N, model/model.safetensors is also cut into parts of N MiB
 # (model.safetensors.part-aa, -ab, ...) and removed, for transfers that limit a file's size;
-# `cat model.safetensors.part-* > model.safetensors` puts it back. The log reports target
-# tokens/s, and its progress bar the steps per second (it/s). Relative paths are taken from the
-# current folder. The run folder is removed when the script exits, so a stopped run cannot resume.
+# `cat model.safetensors.part-* > model.safetensors` puts it back. The log's progress bar shows
+# the steps per second (it/s). Relative paths are taken from the current folder.
 #
 # It runs from the repository without installing it, with the packages of the `train` extra
 # (torch with CUDA, sentencepiece, sacrebleu, safetensors, PyYAML, datasets and its pyarrow,
-# dill and multiprocess). Its run folder (checkpoints) goes to a temporary folder outside
-# OUT_DIR.
+# dill and multiprocess). The run folder (checkpoints) is a temporary folder, removed when the
+# script exits, so a stopped run cannot resume.
 set -euo pipefail
 usage="usage: gpu-train.sh DATA_DIR OUT_DIR [CONFIG]"
 data_dir=$(realpath -m "${1:?$usage}")

@@ -469,8 +469,8 @@ def test_average_rejects_invalid_run_metadata(capsys, tiny_model_dir: Path,
 
 
 @pytest.mark.parametrize("search", ["null", "[1]"])
-def test_average_rejects_search_that_is_not_an_object(capsys, tiny_model_dir: Path,
-                                                      tmp_path: Path, search: str) -> None:
+def test_average_rejects_non_object_search(capsys, tiny_model_dir: Path, tmp_path: Path,
+                                           search: str) -> None:
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_model_dir, run_dir / "model")
     (run_dir / "model" / "metadata.json").write_text(f'{{"search": {search}}}')

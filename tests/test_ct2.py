@@ -115,7 +115,7 @@ def test_ct2_translator_beam_n_best(tiny_dir, tmp_path):
         assert result.alternatives[0].score == max(h.score for h in result.alternatives)
 
 
-def test_ct2_translator_passes_the_penalties(tiny_dir, tmp_path):
+def test_ct2_receives_search_penalties(tiny_dir, tmp_path):
     converted = CT2Translator.load(export_ct2(tiny_dir, tmp_path / "ct2"), threads=1)
     converted.options = replace(converted.options, alpha=0.5, beta=0.4)
     engine, calls = converted.ct2, []
@@ -141,7 +141,7 @@ def test_ct2_greedy_search_ignores_beta(tiny_dir, tmp_path):
     assert converted.translate(texts, beam_size=1) == expected
 
 
-def test_ct2_old_export_warns_about_coverage_heads(tiny_dir, tmp_path, caplog):
+def test_ct2_old_export_warns_once(tiny_dir, tmp_path, caplog):
     ct2_dir = export_ct2(tiny_dir, tmp_path / "ct2")
     metadata = json.loads((ct2_dir / "metadata.json").read_text())
     del metadata["ctranslate2"]["coverage_heads"]

@@ -129,7 +129,7 @@ def test_length_penalty_values() -> None:
     assert length_penalty(7, 0.5) == pytest.approx(2.0 ** 0.5)
 
 
-def test_max_output_lengths_of_huge_settings_stay_capped() -> None:
+def test_huge_length_settings_stay_capped() -> None:
     lengths = torch.tensor([3, 40])
     for ratio, extra in ((1e20, 10), (1e308, 0), (1.5, 10**19)):
         assert max_output_lengths(lengths, ratio, extra, 64).tolist() == [63, 63]
@@ -290,7 +290,7 @@ def test_coverage_penalty_values() -> None:
     coverage = torch.tensor([[0.5, 2.0, 1.0, 0.0], [0.0, 0.25, 0.0, 0.0]])
     mask = torch.tensor([[True, True, True, False], [True, True, False, False]])
     penalty = coverage_penalty(coverage, mask)
-    # Attention above 1 counts as 1; padding counts nothing; no attention at all stays finite.
+    # Attention above 1 counts as 1, and padding counts nothing. No attention at all stays finite.
     assert penalty[0] == pytest.approx(torch.tensor(0.5).log().item())
     assert penalty[1] == pytest.approx((torch.tensor(1e-6).log() + torch.tensor(0.25).log()).item())
 
@@ -326,7 +326,7 @@ def test_coverage_scores_match_teacher_forcing(sources, pre_norm: bool) -> None:
             assert hypothesis.score == pytest.approx(expected, abs=1e-4)
 
 
-def test_coverage_ranks_hypotheses_below_their_plain_score(model, sources) -> None:
+def test_coverage_never_raises_scores(model, sources) -> None:
     alpha = 1.0
     results = beam_search(model, sources, bos_id=BOS, eos_id=EOS, beam_size=4, n_best=4,
                           alpha=alpha, beta=2.0)
